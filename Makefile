@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` (set up + run the pipeline on the embedded demo data)
+# and `make test` (the whole test suite; .ci/run calls exactly this).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export MPLBACKEND := Agg
+
+.PHONY: demo test install repro mlflow-ui
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	faceage demo-data --out data
+	dvc repro
+	@echo
+	@$(BIN)/python -c "import json; m = json.load(open('results/evaluate/metrics.json')); print(f\"\nDemo test MAE: {m['mae']:.2f} years (constant train-median baseline: {m['baseline_mae']:.2f}) on {m['n_test']} SYNTHETIC faces.\")"
+	@echo "Open the MLflow UI on this store:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db  (then http://127.0.0.1:5000)"
+
+test: install
+	$(BIN)/python -m pytest
+
+repro: install
+	dvc repro
+
+mlflow-ui: install
+	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

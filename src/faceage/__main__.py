@@ -1,0 +1,3 @@
+from faceage.cli import main
+
+main()

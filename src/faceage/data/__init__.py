@@ -1,0 +1,1 @@
+"""Reading raw face datasets: layouts, image decoding/validation, splits and the synthetic demo set."""

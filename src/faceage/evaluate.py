@@ -1,0 +1,127 @@
+"""Stage `evaluate`: test-split metrics, per-group errors, the alcohol ID check and diagnostic figures.
+
+Reads params section `evaluate`; writes results/evaluate/ and logs to the MLflow run of the train stage.
+`evaluate_external` scores a trained model on any other dataset in a supported layout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from faceage import figures
+from faceage.ages import age_group
+from faceage.config import EvaluateConfig, to_flat_dict
+from faceage.data.prepared import load_prepared
+from faceage.errors import DataError
+from faceage.inference import input_size, load_model, predict_ages
+from faceage.metrics import id_check, per_group, regression_metrics
+
+OUT_DIR = Path("results/evaluate")
+
+
+def _clean(value: object) -> object:
+    """JSON-safe: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else round(float(value), 4)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def score(true: np.ndarray, pred: np.ndarray, cfg: EvaluateConfig, baseline_age: float | None) -> tuple[dict, pd.DataFrame]:
+    """All metrics of one evaluation: (metrics dict, per-group table)."""
+    groups = per_group(true, pred)
+    metrics: dict = {**regression_metrics(true, pred), "n_test": int(len(true))}
+    if baseline_age is not None:
+        metrics["baseline_age"] = float(baseline_age)
+        metrics["baseline_mae"] = float(np.mean(np.abs(true - baseline_age)))
+    metrics["id_check"] = {"threshold": cfg.id_check_threshold, "legal_age": cfg.legal_age,
+                           **id_check(true, pred, cfg.legal_age, cfg.id_check_threshold)}
+    metrics["by_group"] = {r.group: {"n": r.n, "mae": r.mae, "mean_signed_error": r.mean_signed_error}
+                           for r in groups.itertuples()}
+    return _clean(metrics), groups
+
+
+def write_outputs(out_dir: Path, rows: pd.DataFrame, true: np.ndarray, pred: np.ndarray, metrics: dict,
+                  groups: pd.DataFrame, history: pd.DataFrame | None) -> list[Path]:
+    """metrics.json, predictions.csv, per_group.csv and the figures; returns the figure paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    predictions = pd.DataFrame({"file": rows["file"].to_numpy(), "age": true, "predicted": np.round(pred, 2),
+                                "error": np.round(pred - true, 2), "group": age_group(true)})
+    predictions.to_csv(out_dir / "predictions.csv", index=False)
+    groups.round(4).to_csv(out_dir / "per_group.csv", index=False)
+    plots = out_dir / "plots"
+    paths = [figures.predicted_vs_true(true, pred, plots / "predicted_vs_true.png"),
+             figures.error_by_group(groups, plots / "error_by_group.png")]
+    if history is not None:
+        paths.append(figures.learning_curve(history, plots / "learning_curve.png"))
+    return paths
+
+
+def run_evaluate(cfg: EvaluateConfig, prepare_dir: Path, train_dir: Path, out_dir: Path = OUT_DIR) -> dict:
+    """The evaluate stage on the prepared test split; logs into the train stage's MLflow run."""
+    import mlflow
+
+    from faceage.tracking import configure_tracking, load_run_id, run_tags
+
+    data = load_prepared(prepare_dir)
+    test = data.split("test")
+    if len(test.ages) == 0:
+        raise DataError(f"{prepare_dir}: the test split is empty; raise prepare.test_fraction or add data")
+    baseline_age = float(np.median(data.split("train").ages))
+    model = load_model(train_dir / "model.keras")
+    pred = predict_ages(model, test.images, cfg.batch_size, cfg.tta_flip)
+    metrics, groups = score(test.ages, pred, cfg, baseline_age)
+    history_path = train_dir / "history.csv"
+    history = pd.read_csv(history_path) if history_path.is_file() else None
+    plot_paths = write_outputs(out_dir, test.rows, test.ages, pred, metrics, groups, history)
+
+    experiment_id = configure_tracking()
+    run_id = load_run_id(train_dir)
+    try:
+        run = mlflow.start_run(run_id=run_id) if run_id else None
+    except mlflow.exceptions.MlflowException:
+        run = None  # the train run is in another store: record this evaluation as a run of its own
+    if run is None:
+        run = mlflow.start_run(experiment_id=experiment_id, tags=run_tags({"faceage.note": "train run not found in this store"}))
+    with run:
+        mlflow.log_params(to_flat_dict(cfg, "evaluate."))
+        flat = pd.json_normalize(metrics, sep="_").iloc[0].to_dict()
+        mlflow.log_metrics({f"test_{k}".replace("+", "plus"): float(v) for k, v in flat.items() if isinstance(v, (int, float)) and v is not None})
+        for path in plot_paths:
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        for path in sorted((prepare_dir / "eda").glob("*.png")):
+            mlflow.log_artifact(str(path), artifact_path="eda")
+        mlflow.log_artifact(str(out_dir / "predictions.csv"))
+        mlflow.log_artifact(str(prepare_dir / "report.json"), artifact_path="data")
+    return metrics
+
+
+def evaluate_external(data_dir: Path, model_path: Path, cfg: EvaluateConfig, out_dir: Path,
+                      layout: str = "auto", target: str = "real", progress: bool = True) -> dict:
+    """Score a trained model on every usable image of another dataset (no split, no baseline)."""
+    from faceage.data.layouts import read_dataset
+    from faceage.prepare import decode_all, write_quarantine
+
+    model = load_model(model_path)
+    dataset = read_dataset(data_dir, layout, target)
+    manifest = dataset.manifest.sort_values("file", kind="stable").reset_index(drop=True)
+    decoded = decode_all(data_dir, manifest["file"].tolist(), input_size(model), progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_quarantine(list(map(tuple, dataset.problems.itertuples(index=False))) + decoded.problems, out_dir)
+    rows = manifest[decoded.ok].reset_index(drop=True)
+    if rows.empty:
+        raise DataError(f"{data_dir}: no usable images; see {out_dir / 'quarantine.csv'}")
+    true = rows["age"].to_numpy(dtype="float32")
+    pred = predict_ages(model, decoded.images, cfg.batch_size, cfg.tta_flip)
+    metrics, groups = score(true, pred, cfg, baseline_age=None)
+    write_outputs(out_dir, rows, true, pred, metrics, groups, history=None)
+    return metrics

@@ -1,0 +1,121 @@
+"""The age model: input pixels (0-255, RGB) -> augmentation (training only) -> backbone preprocessing ->
+backbone (ResNet50 by default) -> age head. The preprocessing lives inside the saved model, so whatever
+serves it needs only decoded, resized RGB pixels.
+
+Plain Keras 3 (keras.ops and layers only), so it runs on the TensorFlow or the JAX backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from keras import layers, ops
+
+from faceage.config import AugmentConfig, TrainConfig
+from faceage.errors import ConfigError
+
+# ImageNet channel means (BGR order) used by the "caffe" preprocessing of keras.applications.ResNet50.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+HUBER_DELTA_YEARS = 5.0
+
+
+@keras.saving.register_keras_serializable(package="faceage")
+class CaffePreprocess(layers.Layer):
+    """RGB 0-255 -> BGR minus the ImageNet mean: what ResNet50's ImageNet weights expect."""
+
+    def call(self, x):
+        x = ops.flip(ops.cast(x, self.compute_dtype), axis=-1)
+        return x - ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=self.compute_dtype)
+
+
+def augmentation(cfg: AugmentConfig, seed: int) -> keras.Sequential:
+    """Random transforms from params; active only in training (Keras skips them at inference)."""
+    steps: list[layers.Layer] = []
+    if cfg.flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed))
+    if cfg.rotation > 0:
+        steps.append(layers.RandomRotation(cfg.rotation, fill_mode="reflect", seed=seed + 1))
+    if cfg.zoom > 0:
+        steps.append(layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=seed + 2))
+    if cfg.shift > 0:
+        steps.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="reflect", seed=seed + 3))
+    if cfg.brightness > 0:
+        steps.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed + 4))
+    if cfg.contrast > 0:
+        steps.append(layers.RandomContrast(cfg.contrast, seed=seed + 5))
+    return keras.Sequential(steps, name="augment")
+
+
+def _weights_arg(weights: str | None) -> str | None:
+    """Pretrained weights only from a local file: this project never downloads at run time."""
+    if weights is None:
+        return None
+    path = Path(weights)
+    if not path.is_file():
+        raise ConfigError(
+            f"train.weights: file not found: {weights}; give a local copy of the backbone's ImageNet 'notop' "
+            "weights (e.g. resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5) or null to train from scratch"
+        )
+    return str(path)
+
+
+def backbone(cfg: TrainConfig, image_size: int) -> tuple[keras.Model, layers.Layer | None]:
+    """The feature extractor (global-average-pooled) and the preprocessing layer it expects."""
+    shape = (image_size, image_size, 3)
+    weights = _weights_arg(cfg.weights)
+    if cfg.backbone == "resnet50":
+        net = keras.applications.ResNet50(include_top=False, weights=weights, input_shape=shape, pooling="avg")
+        return net, CaffePreprocess(name="preprocess")
+    if cfg.backbone == "mobilenet_v3_small":
+        net = keras.applications.MobileNetV3Small(include_top=False, weights=weights, input_shape=shape,
+                                                  pooling="avg", include_preprocessing=True)
+        # Keras hard-codes BatchNorm momentum 0.999 here, far too slow to settle when training from scratch.
+        for layer in net.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = 0.9
+        return net, None
+    raise ConfigError(f"train.backbone: {cfg.backbone!r} is not supported")
+
+
+def build_model(cfg: TrainConfig, image_size: int, mean_age: float) -> keras.Model:
+    """Assemble the full model. The head's bias starts at the training mean age, so epoch 1 starts sane."""
+    inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
+    x = augmentation(cfg.augment, cfg.seed)(inputs)
+    net, preprocess = backbone(cfg, image_size)
+    if preprocess is not None:
+        x = preprocess(x)
+    x = net(x)
+    age = layers.Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(mean_age), name="age")(x)
+    return keras.Model(inputs, age, name=f"faceage_{cfg.backbone}")
+
+
+def loss_fn(name: str) -> keras.losses.Loss:
+    if name == "mse":
+        return keras.losses.MeanSquaredError()
+    if name == "mae":
+        return keras.losses.MeanAbsoluteError()
+    return keras.losses.Huber(delta=HUBER_DELTA_YEARS)
+
+
+def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Constant, or cosine decay to 1% after a linear warm-up of `warmup_epochs`."""
+    if cfg.schedule == "constant":
+        return cfg.learning_rate
+    warmup = min(cfg.warmup_epochs, cfg.epochs - 1) * steps_per_epoch
+    total = cfg.epochs * steps_per_epoch
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=total, alpha=0.01)
+    return keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate / 100, decay_steps=max(1, total - warmup), alpha=0.01,
+        warmup_target=cfg.learning_rate, warmup_steps=warmup,
+    )
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate(cfg, steps_per_epoch)),
+        loss=loss_fn(cfg.loss),
+        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+        jit_compile=cfg.jit_compile,
+    )

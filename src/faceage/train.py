@@ -1,0 +1,162 @@
+"""Stage `train`: fit the age model on the prepared train split, validating on the val split.
+
+`fit` is the one training function of the project: the train stage and Optuna tuning both call it.
+Reads params section `train`; writes results/train/ (best-epoch model, per-epoch history, metrics) and
+one MLflow run (params, per-epoch loss/MAE, the model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from faceage.config import Params, TrainConfig, to_flat_dict
+from faceage.data.prepared import PreparedData, Split, load_prepared
+from faceage.errors import DataError
+from faceage.model import build_model, compile_model
+
+OUT_DIR = Path("results/train")
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+CHECKPOINT_FILE = "best.weights.h5"
+
+
+def pip_requirements() -> list[str]:
+    """What the logged model needs (given explicitly: MLflow's inference of it reloads the model)."""
+    from importlib.metadata import version
+
+    backend = keras.backend.backend()
+    backend_pkg = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend, backend)
+    return [f"keras=={version('keras')}", f"{backend_pkg}=={version(backend_pkg)}", f"numpy=={version('numpy')}"]
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches of cached uint8 faces as float32 (0-255) with their ages; reshuffled every epoch (seeded)."""
+
+    def __init__(self, images: np.ndarray, ages: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0):
+        super().__init__()
+        self.images, self.ages, self.batch_size, self.shuffle = images, ages.astype("float32"), batch_size, shuffle
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(ages)) if shuffle else np.arange(len(ages))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.ages) / self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.sort(self._order[i * self.batch_size:(i + 1) * self.batch_size])
+        return self.images[idx].astype("float32"), self.ages[idx]
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._order = self._rng.permutation(len(self.ages))
+
+
+@dataclass
+class FitResult:
+    model: keras.Model            # weights of the best epoch (lowest val_mae)
+    history: pd.DataFrame         # one row per epoch: epoch, loss, mae, val_loss, val_mae, lr
+    best_epoch: int
+    best_val_mae: float
+    seconds: float
+    images_per_s: float           # training images per wall-clock second, compile and validation included
+
+
+def set_precision(precision: str) -> None:
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callbacks.Callback] | None = None,
+        checkpoint: Path | None = None, verbose: str | int = "auto") -> FitResult:
+    """Build, compile and train the model; return it with the weights of its best validation epoch."""
+    if len(train.ages) == 0 or len(val.ages) == 0:
+        raise DataError("the train and val splits must both hold images; use more data or other prepare fractions")
+    keras.utils.set_random_seed(cfg.seed)
+    set_precision(cfg.precision)
+    image_size = int(train.images.shape[1])
+    train_data = ArrayBatches(train.images, train.ages, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val_data = ArrayBatches(val.images, val.ages, cfg.batch_size, shuffle=False)
+    model = build_model(cfg, image_size, mean_age=float(np.mean(train.ages)))
+    compile_model(model, cfg, steps_per_epoch=len(train_data))
+
+    best = BestEpoch()
+    all_callbacks: list[keras.callbacks.Callback] = [best, *(callbacks or [])]
+    if cfg.early_stopping_patience > 0:
+        all_callbacks.append(keras.callbacks.EarlyStopping(monitor="val_mae", patience=cfg.early_stopping_patience))
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        all_callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_mae", save_best_only=True,
+                                                             save_weights_only=True))
+    start = time.perf_counter()
+    keras_history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=all_callbacks,
+                              verbose=verbose)
+    seconds = time.perf_counter() - start
+    history = pd.DataFrame(keras_history.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    if best.weights is not None:
+        model.set_weights(best.weights)
+    images_seen = len(train.ages) * len(history)
+    return FitResult(inference_copy(model), history, best.epoch, best.value, seconds, images_seen / seconds)
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """The same network and weights without the optimizer state (a third of the size on disk)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest val_mae in memory (tuning has no checkpoint file)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.value, self.epoch, self.weights = math.inf, 0, None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get("val_mae", math.inf)
+        if value < self.value:
+            self.value, self.epoch, self.weights = float(value), epoch + 1, self.model.get_weights()
+
+
+def run_train(params: Params, prepare_dir: Path, out_dir: Path = OUT_DIR) -> FitResult:
+    """The train stage: fit on prepared data, write results/train/, log one MLflow run."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from faceage.tracking import configure_tracking, run_tags, save_run_ref
+
+    cfg = params.train
+    data = load_prepared(prepare_dir)
+    train, val = data.split("train"), data.split("val")
+    report = json.loads((prepare_dir / "report.json").read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    experiment_id = configure_tracking()
+    tags = run_tags({"data.md5": report.get("data_md5"), "data.layout": report.get("layout")})
+    with mlflow.start_run(experiment_id=experiment_id, run_name=tags.get("dvc.exp_name"), tags=tags) as run:
+        save_run_ref(run, out_dir)
+        mlflow.log_params({**to_flat_dict(params.prepare, "prepare."), **to_flat_dict(cfg, "train.")})
+        mlflow.log_params({"data.n_train": len(train.ages), "data.n_val": len(val.ages), "data.n_images": report["n_images"]})
+        # The best-epoch weights and the CSV log are written every epoch, so an interrupted run keeps both.
+        checkpoint = out_dir / CHECKPOINT_FILE
+        result = fit(cfg, train, val, checkpoint=checkpoint,
+                     callbacks=[mlflow.keras.MlflowCallback(), keras.callbacks.CSVLogger(out_dir / HISTORY_FILE)])
+        result.model.save(out_dir / MODEL_FILE)
+        checkpoint.unlink(missing_ok=True)
+        metrics = {"best_val_mae": round(result.best_val_mae, 4), "best_epoch": result.best_epoch,
+                   "epochs_run": len(result.history), "train_seconds": round(result.seconds, 1),
+                   "images_per_s": round(result.images_per_s, 2)}
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        mlflow.log_metrics(metrics)
+        sample = train.images[:2].astype("float32")
+        signature = infer_signature(sample, result.model.predict(sample, verbose=0))
+        mlflow.keras.log_model(result.model, name="model", signature=signature, pip_requirements=pip_requirements())
+        # CSVLogger counts epochs from 0; the finished history counts from 1, like the figures and MLflow UI.
+        result.history.to_csv(out_dir / HISTORY_FILE, index=False)
+    return result
