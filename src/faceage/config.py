@@ -38,7 +38,7 @@ class PrepareConfig:
     val_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5, lo_open=True))
     test_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5, lo_open=True))
     max_bad_fraction: float = field(default=0.05, metadata=_range(0.0, 1.0))
-    seed: int = 42
+    seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class TrainConfig:
     weights: str | None = None
     head: str = field(default="regression", metadata=_choice("regression"))
     epochs: int = field(default=12, metadata=_range(1, 10_000))
+    time_budget_minutes: float = field(default=0.0, metadata=_range(0.0, 100_000.0))
     batch_size: int = field(default=32, metadata=_range(1, 4096))
     learning_rate: float = field(default=1e-3, metadata=_range(0.0, 10.0, lo_open=True))
     schedule: str = field(default="cosine", metadata=_choice("constant", "cosine"))
@@ -65,7 +66,7 @@ class TrainConfig:
     early_stopping_patience: int = field(default=0, metadata=_range(0, 10_000))
     precision: str = field(default="float32", metadata=_choice("float32", "mixed_bfloat16"))
     jit_compile: bool = False
-    seed: int = 42
+    seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

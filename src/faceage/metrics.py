@@ -54,3 +54,17 @@ def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: fl
         "n_minors": int(minors.sum()),
         "n_adults": int(adults.sum()),
     }
+
+
+def by_attribute(true: np.ndarray, pred: np.ndarray, labels: np.ndarray, names: dict[str, str],
+                 legal_age: float, threshold: float) -> dict[str, dict[str, float | int | None]]:
+    """MAE and the ID-check rates per value of a demographic attribute (e.g. UTKFace gender or race)."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    for code, name in names.items():
+        mask = labels == code
+        if mask.any():
+            check = id_check(true[mask], pred[mask], legal_age, threshold)
+            out[name] = {"n": int(mask.sum()), "mae": float(np.mean(np.abs(pred[mask] - true[mask]))),
+                         "minors_not_asked": check["minors_not_asked"], "adults_asked": check["adults_asked"],
+                         "n_minors": check["n_minors"]}
+    return out

@@ -99,8 +99,11 @@ def loss_fn(name: str) -> keras.losses.Loss:
 
 
 def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """Constant, or cosine decay to 1% after a linear warm-up of `warmup_epochs`."""
-    if cfg.schedule == "constant":
+    """Constant, or cosine decay to 1% after a linear warm-up of `warmup_epochs`.
+
+    With a time budget the TimeBudget callback sets the rate during training, so it starts as a variable.
+    """
+    if cfg.schedule == "constant" or cfg.time_budget_minutes > 0:
         return cfg.learning_rate
     warmup = min(cfg.warmup_epochs, cfg.epochs - 1) * steps_per_epoch
     total = cfg.epochs * steps_per_epoch

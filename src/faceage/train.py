@@ -87,6 +87,8 @@ def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callba
 
     best = BestEpoch()
     all_callbacks: list[keras.callbacks.Callback] = [best, *(callbacks or [])]
+    if cfg.time_budget_minutes > 0:
+        all_callbacks.insert(0, TimeBudget(cfg, cfg.time_budget_minutes * 60))
     if cfg.early_stopping_patience > 0:
         all_callbacks.append(keras.callbacks.EarlyStopping(monitor="val_mae", patience=cfg.early_stopping_patience))
     if checkpoint is not None:
@@ -110,6 +112,56 @@ def inference_copy(model: keras.Model) -> keras.Model:
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def cosine_value(cfg: TrainConfig, progress: float) -> float:
+    """Learning rate after warm-up at `progress` (0..1) of the remaining training: constant or cosine to 1%."""
+    if cfg.schedule == "constant":
+        return cfg.learning_rate
+    return cfg.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress)))))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Train for a wall-clock budget instead of a number of epochs.
+
+    The learning rate warms up linearly over `warmup_epochs` epochs, then follows the cosine on elapsed
+    time, reaching its minimum at the end of the budget; training stops after the last epoch expected to
+    finish inside the budget. So the schedule completes whatever the speed of the machine, and `epochs`
+    is only an upper bound.
+    """
+
+    def __init__(self, cfg: TrainConfig, budget_s: float):
+        super().__init__()
+        self.cfg, self.budget_s = cfg, budget_s
+        self.start = self.epoch_start = self.warm_end = 0.0
+        self.epoch = 0
+        self.expected_epoch_s = 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.start = self.warm_end = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch, self.epoch_start = epoch, time.perf_counter()
+        if epoch == self.cfg.warmup_epochs:
+            self.warm_end = self.epoch_start
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.epoch < self.cfg.warmup_epochs:
+            steps = self.params.get("steps") or 1
+            progress = (self.epoch * steps + batch) / (self.cfg.warmup_epochs * steps)
+            lr = self.cfg.learning_rate * (0.01 + 0.99 * progress)
+        else:
+            now = time.perf_counter()
+            lr = cosine_value(self.cfg, (now - self.warm_end) / max(1.0, self.start + self.budget_s - self.warm_end))
+        self.model.optimizer.learning_rate.assign(lr)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        duration = now - self.epoch_start
+        # The first epoch also traces and compiles the model: later ones are faster.
+        self.expected_epoch_s = 0.8 * duration if epoch == 0 else duration
+        if now - self.start + self.expected_epoch_s > self.budget_s:
+            self.model.stop_training = True
 
 
 class BestEpoch(keras.callbacks.Callback):

@@ -188,7 +188,7 @@ def read_dataset(root: Path, layout: str = "auto", target: str = "real") -> Layo
     """Read `root` in the given (or detected) layout into a manifest and a list of problems."""
     detected = detect_layout(root) if layout == "auto" else layout
     if not root.is_dir():
-        raise DataError(f"{root}: data folder not found")
+        raise DataError(f"{root}: data folder not found; run `make demo` for the demo data or `dvc pull` for the tracked dataset")
     try:
         if detected == "course":
             return read_course(root)

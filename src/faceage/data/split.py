@@ -25,6 +25,9 @@ def stratified_split(ages: np.ndarray, val_fraction: float, test_fraction: float
         idx = idx[rng.permutation(len(idx))]
         n_test = int(round(len(idx) * test_fraction))
         n_val = int(round(len(idx) * val_fraction))
+        # Keep at least one item of every group in train: rounding must not empty a small group's train part.
+        n_test = min(n_test, len(idx) - 1)
+        n_val = min(n_val, len(idx) - 1 - n_test)
         out[idx[:n_test]] = "test"
         out[idx[n_test:n_test + n_val]] = "val"
     return out

@@ -1,0 +1,168 @@
+"""Quality benchmark on real faces: the project's own prepare -> train -> evaluate code on the shared UTKFace
+sample, under a CPU time budget, next to a constant baseline computed in the same run.
+
+    .venv/bin/python bench/quality.py                     # the real run: 60 min of training (2 cores)
+    .venv/bin/python bench/quality.py --tiny              # CI smoke mode: 300 faces, 1 epoch
+
+Writes results/bench/quality.json (or --out) and logs one MLflow run in the experiment "faceage-bench".
+The UTKFace images are read in place from ../shared (licence: non-commercial research; never copied here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from faceage.config import PrepareConfig, load_params, to_flat_dict  # noqa: E402
+from faceage.errors import DataError  # noqa: E402
+
+DEFAULT_IMAGES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "utkface-sample" / "images"
+GENDERS = {"0": "male", "1": "female"}
+RACES = {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES.resolve(), help="UTKFace images folder")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="train/evaluate settings to use")
+    ap.add_argument("--budget-minutes", type=float, default=60.0, help="training wall-clock budget")
+    ap.add_argument("--max-epochs", type=int, default=200)
+    ap.add_argument("--tiny", action="store_true", help="smoke mode: 300 faces, 1 epoch, 32 px")
+    ap.add_argument("--out", type=Path, default=Path("results/bench/quality.json"))
+    ap.add_argument("--work-dir", type=Path, default=Path("results/bench/quality-work"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a train.* or evaluate.* param (YAML value), e.g. --set train.head=dex")
+    return ap.parse_args(argv)
+
+
+def subset_dir(images: Path, n: int, seed: int) -> Path:
+    """A temporary folder of symbolic links to n of the faces (the files themselves stay in ../shared)."""
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() == ".jpg")
+    pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
+    tmp = Path(tempfile.mkdtemp(prefix="faceage-utk-"))
+    for i in sorted(pick):
+        (tmp / files[i].name).symlink_to(files[i])
+    return tmp
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    import yaml
+
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import yaml
+
+    from faceage.config import parse_params
+
+    if not args.images.is_dir():
+        print(f"error: {args.images}: UTKFace sample not found (expected ../shared/data/utkface-sample/images)", file=sys.stderr)
+        return 2
+    raw = apply_overrides(yaml.safe_load(args.params.read_text()), args.set)
+    params = parse_params(raw)
+    if args.tiny:
+        train_cfg = dataclasses.replace(params.train, epochs=1, time_budget_minutes=0.0, batch_size=16)
+        image_size, data_dir = 32, subset_dir(args.images, 300, seed=0)
+    else:
+        train_cfg = dataclasses.replace(params.train, epochs=args.max_epochs, time_budget_minutes=args.budget_minutes)
+        image_size, data_dir = params.prepare.image_size, args.images
+    prep_cfg = PrepareConfig(data_dir=str(data_dir), layout="utkface", image_size=image_size,
+                             val_fraction=0.15, test_fraction=0.15, max_bad_fraction=0.01, seed=42)
+    return run(args, prep_cfg, train_cfg, params.evaluate)
+
+
+def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg) -> int:
+    import mlflow
+
+    from faceage.data.prepared import load_prepared
+    from faceage.evaluate import score
+    from faceage.inference import predict_ages
+    from faceage.metrics import by_attribute
+    from faceage.prepare import run_prepare
+    from faceage.tracking import configure_tracking, run_tags
+    from faceage.train import fit
+
+    t0 = time.perf_counter()
+    prep_dir = args.work_dir / "prepare"
+    report = run_prepare(prep_cfg, prep_dir)
+    prepare_s = time.perf_counter() - t0
+    data = load_prepared(prep_dir)
+    train, val, test = data.split("train"), data.split("val"), data.split("test")
+    if len(test.ages) == 0:
+        raise DataError("the test split is empty")
+
+    os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "faceage-bench")
+    experiment_id = configure_tracking()
+    with mlflow.start_run(experiment_id=experiment_id, run_name="quality-tiny" if args.tiny else "quality",
+                          tags=run_tags({"bench": "quality", "data": "utkface-sample"})):
+        mlflow.log_params(to_flat_dict(train_cfg, "train."))
+        result = fit(train_cfg, train, val, callbacks=[mlflow.keras.MlflowCallback()], verbose=2)
+        plain = predict_ages(result.model, test.images, eval_cfg.batch_size, tta_flip=False)
+        tta = predict_ages(result.model, test.images, eval_cfg.batch_size, tta_flip=True)
+        pred = tta if eval_cfg.tta_flip else plain
+        baseline_age = float(np.median(train.ages))
+        metrics, _ = score(test.ages, pred, eval_cfg, baseline_age)
+        rows = test.rows
+        check = metrics["id_check"]
+        summary = {
+            "mae": metrics["mae"], "baseline_mae": metrics["baseline_mae"], "baseline_age": baseline_age,
+            "cs5": metrics["cs5"], "rmse": metrics["rmse"], "median_ae": metrics["median_ae"],
+            "mae_plain": round(float(np.mean(np.abs(plain - test.ages))), 4),
+            "mae_tta_flip": round(float(np.mean(np.abs(tta - test.ages))), 4),
+            "tta_flip_used": eval_cfg.tta_flip,
+            "mae_by_group": metrics["by_group"],
+            "minors_not_asked": check["minors_not_asked"], "adults_asked": check["adults_asked"],
+            "adults_25plus_asked": check["adults_25plus_asked"], "id_check": check,
+            "by_gender": by_attribute(test.ages, pred, rows["gender"].fillna("").astype(str).to_numpy(), GENDERS,
+                                      eval_cfg.legal_age, eval_cfg.id_check_threshold),
+            "by_race": by_attribute(test.ages, pred, rows["race"].fillna("").astype(str).to_numpy(), RACES,
+                                    eval_cfg.legal_age, eval_cfg.id_check_threshold),
+            "train_minutes": round(result.seconds / 60, 2), "epochs": int(len(result.history)),
+            "best_epoch": result.best_epoch, "best_val_mae": round(result.best_val_mae, 4),
+            "n_train": int(len(train.ages)), "n_val": int(len(val.ages)), "n_test": int(len(test.ages)),
+            "n_quarantined": report["n_quarantined"], "prepare_seconds": round(prepare_s, 1),
+            "image_size": prep_cfg.image_size, "tiny": args.tiny,
+            "train": to_flat_dict(train_cfg), "history": result.history.round(4).to_dict(orient="list"),
+            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(_clean(summary), indent=2) + "\n")
+        mlflow.log_artifact(str(args.out))
+    print(f"MAE {summary['mae']:.2f} (plain {summary['mae_plain']:.2f}, flip TTA {summary['mae_tta_flip']:.2f}) vs "
+          f"constant baseline {summary['baseline_mae']:.2f} -> ratio {summary['mae'] / summary['baseline_mae']:.3f}; "
+          f"CS@5 {summary['cs5']:.1%}; minors not asked (T={eval_cfg.id_check_threshold:g}) "
+          f"{summary['minors_not_asked']}; {summary['epochs']} epochs in {summary['train_minutes']} min; report {args.out}")
+    return 0
+
+
+def _clean(value):
+    from faceage.evaluate import _clean as clean
+
+    return clean(value) if not isinstance(value, list) else [_clean(v) for v in value]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""End-to-end: the real `dvc repro`, `dvc exp run` and `mlflow server` in a temporary copy of the repository.
+
+Tiny settings (120 synthetic faces, 32 px, 2 epochs) keep it to a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def sh(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy the files git would carry (tracked + untracked-not-ignored) and commit them in a fresh repo."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def tiny_params(path: Path) -> None:
+    params = yaml.safe_load(path.read_text())
+    params["prepare"].update(image_size=32)
+    params["train"].update(epochs=2, batch_size=16)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("repo"))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"]):
+        sh(cmd, root)
+    tiny_params(root / "params.yaml")
+    sh(["faceage", "demo-data", "--out", "data", "--n", "120"], root)
+    sh(["dvc", "add", "-q", "data"], root)  # the tiny demo set replaces the default one in this copy
+    sh(["git", "add", "-A"], root)
+    sh(["git", "commit", "-qm", "tiny copy"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def repro(repo: Path) -> subprocess.CompletedProcess:
+    return sh(["dvc", "repro"], repo)
+
+
+def mlflow_client(repo: Path):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
+
+
+def test_repro_writes_metrics_and_one_mlflow_run(repo: Path, repro: subprocess.CompletedProcess) -> None:
+    metrics = json.loads((repo / "results/evaluate/metrics.json").read_text())
+    assert metrics["mae"] >= 0 and metrics["n_test"] > 0 and "baseline_mae" in metrics
+    assert set(metrics["id_check"]) >= {"minors_not_asked", "adults_asked"}
+    assert "test MAE" in repro.stdout
+    for figure in ("predicted_vs_true.png", "error_by_group.png", "learning_curve.png"):
+        assert (repo / "results/evaluate/plots" / figure).stat().st_size > 1000
+
+    client = mlflow_client(repo)
+    exp = client.get_experiment_by_name("faceage")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    history = client.get_metric_history(run.info.run_id, "val_mae")
+    assert [m.step for m in history] == [0, 1]  # one value per epoch: the MAE curve
+    assert run.data.metrics["test_mae"] == pytest.approx(metrics["mae"], abs=1e-3)
+    assert run.data.params["train.learning_rate"] == "0.001"
+    assert run.data.tags["data.md5"] == yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
+    assert run.data.tags["mlflow.source.git.commit"]
+    models = client.search_logged_models(experiment_ids=[exp.experiment_id])
+    assert len(models) == 1 and models[0].source_run_id == run.info.run_id
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/learning_curve.png" in artifacts
+
+
+def test_second_repro_does_nothing(repo: Path, repro: subprocess.CompletedProcess) -> None:
+    again = sh(["dvc", "repro"], repo)
+    assert "Running stage" not in again.stdout
+    assert "didn't change" in again.stdout or "up to date" in again.stdout
+    status = sh(["dvc", "status"], repo)
+    assert "up to date" in status.stdout
+
+
+def test_exp_run_makes_a_new_experiment_and_mlflow_run(repo: Path, repro: subprocess.CompletedProcess) -> None:
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "baseline results"], repo)
+    sh(["dvc", "exp", "run", "-n", "lr-half", "-S", "train.learning_rate=0.0005"], repo)
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo).stdout)
+    assert "lr-half" in json.dumps(shown)
+    client = mlflow_client(repo)
+    runs = client.search_runs([client.get_experiment_by_name("faceage").experiment_id],
+                              filter_string="tags.`dvc.exp_name` = 'lr-half'")
+    assert len(runs) == 1
+    assert runs[0].data.params["train.learning_rate"] == "0.0005"
+    assert "test_mae" in runs[0].data.metrics
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_server_rest_api_lists_runs_with_val_mae_history(repo: Path, repro: subprocess.CompletedProcess) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not come up in 60 s")
+        exp = json.load(urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=faceage"))
+        req = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
+                                     data=json.dumps({"experiment_ids": [exp["experiment"]["experiment_id"]]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        runs = json.load(urllib.request.urlopen(req))["runs"]
+        assert runs
+        run_id = runs[-1]["info"]["run_id"]
+        hist = json.load(urllib.request.urlopen(f"{base}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=val_mae"))
+        assert len(hist["metrics"]) >= 2
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the whole group: mlflow leaves worker processes otherwise
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
