@@ -81,7 +81,8 @@ def backbone(cfg: TrainConfig, image_size: int) -> tuple[keras.Model, layers.Lay
 def build_model(cfg: TrainConfig, image_size: int, mean_age: float) -> keras.Model:
     """Assemble the full model. The head's bias starts at the training mean age, so epoch 1 starts sane."""
     inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
-    x = augmentation(cfg.augment, cfg.seed)(inputs)
+    augment = augmentation(cfg.augment, cfg.seed)
+    x = augment(inputs) if augment.layers else inputs
     net, preprocess = backbone(cfg, image_size)
     if preprocess is not None:
         x = preprocess(x)

@@ -1,0 +1,129 @@
+"""The model and the training function on tiny generated data (32 px, a few dozen images)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from faceage.config import AugmentConfig, TrainConfig
+from faceage.data.prepared import Split
+from faceage.errors import ConfigError, DataError
+from faceage.inference import input_size, load_model, predict_ages
+from faceage.model import CaffePreprocess, augmentation, build_model
+from faceage.train import TimeBudget, cosine_value, fit
+
+SIZE = 32
+NO_AUG = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)
+
+
+def tiny_split(n: int, seed: int = 0) -> Split:
+    rng = np.random.default_rng(seed)
+    ages = rng.uniform(1, 80, size=n).astype("float32")
+    # Brightness carries the age, so there is something to learn.
+    images = np.clip(ages[:, None, None, None] * 3 + rng.normal(0, 5, (n, SIZE, SIZE, 3)), 0, 255).astype("uint8")
+    return Split(images, ages, pd.DataFrame({"file": [f"{i}.jpg" for i in range(n)], "age": ages}))
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_caffe_preprocess_flips_channels_and_subtracts_imagenet_mean() -> None:
+    x = np.array([[[[10.0, 20.0, 30.0]]]], dtype="float32")
+    out = keras.ops.convert_to_numpy(CaffePreprocess()(x))
+    np.testing.assert_allclose(out[0, 0, 0], [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-5)
+
+
+def test_augmentation_layers_follow_params_and_are_inactive_at_inference() -> None:
+    assert len(augmentation(NO_AUG, 0).layers) == 0
+    full = AugmentConfig(flip=True, rotation=0.1, zoom=0.1, shift=0.1, brightness=0.2, contrast=0.2)
+    aug = augmentation(full, 0)
+    assert [type(layer).__name__ for layer in aug.layers] == [
+        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomBrightness", "RandomContrast"]
+    x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(aug(x, training=False)), x)
+    assert not np.allclose(keras.ops.convert_to_numpy(aug(x, training=True)), x)
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "mobilenet_v3_small"])
+def test_build_model_outputs_one_age_per_image(backbone: str) -> None:
+    model = build_model(TrainConfig(backbone=backbone, augment=NO_AUG), SIZE, mean_age=30.0)
+    out = model.predict(np.zeros((3, SIZE, SIZE, 3), "float32"), verbose=0)
+    assert out.shape == (3, 1) and np.isfinite(out).all()
+    assert model.get_layer("age").bias.numpy()[0] == pytest.approx(30.0)
+
+
+def test_missing_weights_file_is_a_clear_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="train.weights: file not found"):
+        build_model(TrainConfig(weights=str(tmp_path / "nope.h5")), SIZE, 30.0)
+
+
+def test_weights_load_from_a_local_file(tmp_path: Path) -> None:
+    """Pretrained backbones come from a local path (offline): the loaded weights are the file's."""
+    source = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3), pooling="avg")
+    path = tmp_path / "resnet50_notop.weights.h5"
+    source.save_weights(path)
+    model = build_model(TrainConfig(weights=str(path), augment=NO_AUG), SIZE, 30.0)
+    loaded = model.get_layer("resnet50").get_weights()
+    for a, b in zip(loaded, source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_returns_best_epoch_model_without_optimizer_and_history(tmp_path: Path) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=8, augment=NO_AUG, learning_rate=1e-3)
+    result = fit(cfg, tiny_split(32), tiny_split(16, seed=1), checkpoint=tmp_path / "best.weights.h5", verbose=0)
+    assert list(result.history["epoch"]) == [1, 2]
+    assert {"loss", "mae", "val_loss", "val_mae"} <= set(result.history.columns)
+    assert result.best_val_mae == pytest.approx(result.history["val_mae"].min(), rel=1e-5)
+    assert result.best_epoch == int(result.history["val_mae"].idxmin()) + 1
+    assert getattr(result.model, "optimizer", None) is None  # the saved model carries no optimizer state
+    assert (tmp_path / "best.weights.h5").is_file()
+
+    # Save/load round trip keeps predictions (preprocessing lives inside the model).
+    path = tmp_path / "model.keras"
+    result.model.save(path)
+    loaded = load_model(path)
+    x = tiny_split(4, seed=2).images
+    np.testing.assert_allclose(predict_ages(loaded, x), predict_ages(result.model, x), rtol=1e-5, atol=1e-4)
+    assert input_size(loaded) == SIZE
+
+
+def test_fit_refuses_empty_validation_split() -> None:
+    with pytest.raises(DataError, match="val"):
+        fit(TrainConfig(epochs=1, augment=NO_AUG), tiny_split(8), tiny_split(0), verbose=0)
+
+
+def test_time_budget_stops_training_early() -> None:
+    cfg = TrainConfig(epochs=5, batch_size=8, augment=NO_AUG, time_budget_minutes=0.001)
+    result = fit(cfg, tiny_split(16), tiny_split(8, seed=1), verbose=0)
+    assert len(result.history) == 1
+
+
+def test_time_budget_schedule_warms_up_then_decays() -> None:
+    cfg = TrainConfig(learning_rate=1e-3, schedule="cosine")
+    assert cosine_value(cfg, 0.0) == pytest.approx(1e-3)
+    assert cosine_value(cfg, 0.5) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
+    assert cosine_value(cfg, 1.0) == pytest.approx(1e-5)
+    assert cosine_value(dataclasses.replace(cfg, schedule="constant"), 0.7) == pytest.approx(1e-3)
+    assert isinstance(TimeBudget(cfg, 60), keras.callbacks.Callback)
+
+
+def test_mixed_bfloat16_trains_and_predicts_float32() -> None:
+    cfg = TrainConfig(epochs=1, batch_size=8, augment=NO_AUG, precision="mixed_bfloat16")
+    result = fit(cfg, tiny_split(16), tiny_split(8, seed=1), verbose=0)
+    pred = predict_ages(result.model, tiny_split(4).images)
+    assert pred.dtype == np.float32 and np.isfinite(pred).all()
+
+
+def test_tta_flip_averages_the_mirror_prediction() -> None:
+    model = build_model(TrainConfig(augment=NO_AUG), SIZE, 30.0)
+    x = tiny_split(3).images
+    plain, mirror = predict_ages(model, x), predict_ages(model, x[:, :, ::-1])
+    np.testing.assert_allclose(predict_ages(model, x, tta_flip=True), (plain + mirror) / 2, rtol=1e-4, atol=1e-3)
