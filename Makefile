@@ -18,6 +18,7 @@ install: $(VENV)/.installed
 
 demo: install
 	faceage demo-data --out data
+	dvc add -q data   # cache the data, so queued experiments (temporary copies) can check it out
 	dvc repro
 	@echo
 	@$(BIN)/python -c "import json; m = json.load(open('results/evaluate/metrics.json')); print(f\"\nDemo test MAE: {m['mae']:.2f} years (constant train-median baseline: {m['baseline_mae']:.2f}) on {m['n_test']} SYNTHETIC faces.\")"

@@ -28,8 +28,6 @@ from faceage.config import PrepareConfig, load_params, to_flat_dict  # noqa: E40
 from faceage.errors import DataError  # noqa: E402
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "utkface-sample" / "images"
-GENDERS = {"0": "male", "1": "female"}
-RACES = {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,16 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         image_size, data_dir = params.prepare.image_size, args.images
     prep_cfg = PrepareConfig(data_dir=str(data_dir), layout="utkface", image_size=image_size,
                              val_fraction=0.15, test_fraction=0.15, max_bad_fraction=0.01, seed=42)
-    return run(args, prep_cfg, train_cfg, params.evaluate)
+    return run(args, prep_cfg, train_cfg, params.evaluate, params.policy)
 
 
-def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg) -> int:
+def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, policy_cfg) -> int:
     import mlflow
 
+    from faceage.data.layouts import UTK_GENDERS, UTK_RACES
     from faceage.data.prepared import load_prepared
     from faceage.evaluate import score
     from faceage.inference import predict_ages
     from faceage.metrics import by_attribute
+    from faceage.policy import calibrate, tradeoff
     from faceage.prepare import run_prepare
     from faceage.tracking import configure_tracking, run_tags
     from faceage.train import fit
@@ -120,9 +120,15 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg) 
         plain = predict_ages(result.model, test.images, eval_cfg.batch_size, tta_flip=False)
         tta = predict_ages(result.model, test.images, eval_cfg.batch_size, tta_flip=True)
         pred = tta if eval_cfg.tta_flip else plain
+        pred_val = predict_ages(result.model, val.images, eval_cfg.batch_size, tta_flip=eval_cfg.tta_flip)
+        policy = calibrate(val.ages, pred_val, eval_cfg.legal_age, policy_cfg.max_minors_not_asked)
         baseline_age = float(np.median(train.ages))
-        metrics, _ = score(test.ages, pred, eval_cfg, baseline_age)
+        metrics, _ = score(test.ages, pred, eval_cfg, baseline_age, policy, test.rows)
         rows = test.rows
+        # Kept for later analysis (not in git): the model and both splits' predictions.
+        result.model.save(args.work_dir / "model.keras")
+        for name, split, p in (("val", val, pred_val), ("test", test, pred)):
+            split.rows.assign(predicted=np.round(p, 2)).to_csv(args.work_dir / f"predictions_{name}.csv", index=False)
         check = metrics["id_check"]
         summary = {
             "mae": metrics["mae"], "baseline_mae": metrics["baseline_mae"], "baseline_age": baseline_age,
@@ -133,10 +139,12 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg) 
             "mae_by_group": metrics["by_group"],
             "minors_not_asked": check["minors_not_asked"], "adults_asked": check["adults_asked"],
             "adults_25plus_asked": check["adults_25plus_asked"], "id_check": check,
-            "by_gender": by_attribute(test.ages, pred, rows["gender"].fillna("").astype(str).to_numpy(), GENDERS,
+            "by_gender": by_attribute(test.ages, pred, rows["gender"].fillna("").astype(str).to_numpy(), UTK_GENDERS,
                                       eval_cfg.legal_age, eval_cfg.id_check_threshold),
-            "by_race": by_attribute(test.ages, pred, rows["race"].fillna("").astype(str).to_numpy(), RACES,
+            "by_race": by_attribute(test.ages, pred, rows["race"].fillna("").astype(str).to_numpy(), UTK_RACES,
                                     eval_cfg.legal_age, eval_cfg.id_check_threshold),
+            "policy": metrics["policy"],
+            "id_tradeoff_test": tradeoff(test.ages, pred, eval_cfg.legal_age).round(4).to_dict(orient="list"),
             "train_minutes": round(result.seconds / 60, 2), "epochs": int(len(result.history)),
             "best_epoch": result.best_epoch, "best_val_mae": round(result.best_val_mae, 4),
             "n_train": int(len(train.ages)), "n_val": int(len(val.ages)), "n_test": int(len(test.ages)),
@@ -154,7 +162,9 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg) 
     print(f"MAE {summary['mae']:.2f} (plain {summary['mae_plain']:.2f}, flip TTA {summary['mae_tta_flip']:.2f}) vs "
           f"constant baseline {summary['baseline_mae']:.2f} -> ratio {summary['mae'] / summary['baseline_mae']:.3f}; "
           f"CS@5 {summary['cs5']:.1%}; minors not asked (T={eval_cfg.id_check_threshold:g}) "
-          f"{summary['minors_not_asked']}; {summary['epochs']} epochs in {summary['train_minutes']} min; report {args.out}")
+          f"{summary['minors_not_asked']}; calibrated rule T={policy.threshold:g} (met on val: {policy.met_on_val}): "
+          f"minors not asked {summary['policy']['minors_not_asked']}, adults 25+ asked {summary['policy']['adults_25plus_asked']}; "
+          f"{summary['epochs']} epochs in {summary['train_minutes']} min; report {args.out}")
     return 0
 
 

@@ -170,10 +170,12 @@ def test_unknown_top_level_section(raw: dict) -> None:
         assert section in msg
 
 
-def test_other_tools_section_is_allowed(raw: dict) -> None:
+def test_tune_section_is_parsed(raw: dict) -> None:
     ok = copy.deepcopy(raw)
     ok["tune"] = {"n_trials": 5}
-    assert parse_params(ok).train == parse_params(raw).train
+    parsed = parse_params(ok)
+    assert parsed.train == parse_params(raw).train
+    assert parsed.tune.n_trials == 5
 
 
 def test_section_must_be_a_mapping(raw: dict) -> None:

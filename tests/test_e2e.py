@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -124,6 +125,18 @@ def test_exp_run_makes_a_new_experiment_and_mlflow_run(repo: Path, repro: subpro
     assert "test_mae" in runs[0].data.metrics
 
 
+def wait_for(url: str, seconds: float) -> None:
+    """Poll a server's health URL until it answers, or fail the test."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{url} did not answer within {seconds:g} s")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -138,14 +151,7 @@ def test_mlflow_server_rest_api_lists_runs_with_val_mae_history(repo: Path, repr
         cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not come up in 60 s")
+        wait_for(f"{base}/health", seconds=60)
         exp = json.load(urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=faceage"))
         req = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
                                      data=json.dumps({"experiment_ids": [exp["experiment"]["experiment_id"]]}).encode(),
@@ -157,6 +163,81 @@ def test_mlflow_server_rest_api_lists_runs_with_val_mae_history(repo: Path, repr
         assert len(hist["metrics"]) >= 2
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the whole group: mlflow leaves worker processes otherwise
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_queued_grid_with_two_parallel_workers_lands_in_mlflow(repo: Path, repro: subprocess.CompletedProcess) -> None:
+    """`dvc exp run --queue` grid + `dvc queue start -j 2`: both finish, both are MLflow runs in the one store."""
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "before queue", "--allow-empty"], repo)
+    sh(["dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.003"], repo)
+    sh(["dvc", "queue", "start", "-j", "2"], repo)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            status = sh(["dvc", "queue", "status"], repo).stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(5)
+        else:
+            pytest.fail(f"queue did not finish in 10 min:\n{status}")
+    finally:
+        sh(["dvc", "queue", "stop", "--kill"], repo, check=False)
+    assert status.count("Success") >= 2, status
+    client = mlflow_client(repo)
+    runs = client.search_runs([client.get_experiment_by_name("faceage").experiment_id])
+    by_lr = {r.data.params.get("train.learning_rate"): r for r in runs}
+    for lr in ("0.002", "0.003"):
+        assert lr in by_lr, f"no MLflow run for learning_rate={lr}"
+        assert "test_mae" in by_lr[lr].data.metrics
+        assert by_lr[lr].data.tags.get("dvc.exp_name")
+
+
+def _post(url: str, payload: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, method="POST", data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_served_champion_answers_like_evaluate_and_survives_garbage(repo: Path, repro: subprocess.CompletedProcess) -> None:
+    """`mlflow models serve -m models:/faceage@champion`: same age as the evaluate stage for the same image."""
+    import base64
+    import csv as csv_module
+
+    registry = json.loads((repo / "results/evaluate/registry.json").read_text())
+    assert registry["promoted"] and registry["reason"] == "first registered model"
+    first = next(csv_module.DictReader(open(repo / "results/evaluate/predictions.csv")))
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}",
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/faceage@champion", "--env-manager",
+                               "local", "-h", "127.0.0.1", "-p", str(port)], cwd=repo, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/ping", seconds=120)
+        image = base64.b64encode((repo / "data" / first["file"]).read_bytes()).decode()
+        status, body = _post(f"{base}/invocations", {"dataframe_split": {"columns": ["image"], "data": [[image]]},
+                                                     "params": {"detect": False}})
+        assert status == 200, body
+        answer = body["predictions"][0]
+        assert answer["age"] == pytest.approx(float(first["predicted"]), abs=0.02)  # training/serving parity
+        policy = json.loads((repo / "results/evaluate/policy.json").read_text())
+        assert answer["ask_id"] == (answer["age"] < policy["threshold"])
+        status, body = _post(f"{base}/invocations", {"dataframe_split": {"columns": ["image"], "data": [["bm90IGFuIGltYWdl"]]}})
+        assert 400 <= status < 500 and "not an image" in json.dumps(body)
+        status, _ = _post(f"{base}/invocations", {"dataframe_split": {"columns": ["image"], "data": [[image]]},
+                                                  "params": {"detect": False}})
+        assert status == 200  # still up
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -9,6 +9,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -100,24 +101,133 @@ def evaluate(
     _quiet_backends()
     from faceage.config import load_params
     from faceage.evaluate import OUT_DIR, evaluate_external, run_evaluate
+    from faceage.policy import POLICY_FILE, Policy
     from faceage.prepare import OUT_DIR as PREPARE_DIR
     from faceage.train import MODEL_FILE, OUT_DIR as TRAIN_DIR
 
     with user_errors():
         cfg = load_params(params)
         if data is None:
-            metrics = run_evaluate(cfg.evaluate, PREPARE_DIR, TRAIN_DIR, OUT_DIR)
+            metrics = run_evaluate(cfg.evaluate, cfg.policy, cfg.predict, PREPARE_DIR, TRAIN_DIR, OUT_DIR)
             where = OUT_DIR
         else:
             where = out_dir or Path("results/external") / data.resolve().name
+            policy_file = OUT_DIR / POLICY_FILE
+            policy = Policy.load(policy_file) if policy_file.is_file() else None
             metrics = evaluate_external(data, model or TRAIN_DIR / MODEL_FILE, cfg.evaluate, where, layout,
-                                        cfg.prepare.target)
+                                        cfg.prepare.target, policy=policy)
         check = metrics["id_check"]
         baseline = f" (constant baseline {metrics['baseline_mae']:.2f})" if "baseline_mae" in metrics else ""
         out.print(f"[bold]test MAE {metrics['mae']:.2f} years[/]{baseline} on {metrics['n_test']} faces; "
-                  f"CS@5 {metrics['cs5']:.1%}; ID check (ask under {check['threshold']:g}): "
+                  f"CS@5 {metrics['cs5']:.1%}; store rule (ask under {check['threshold']:g}): "
                   f"minors not asked {_pct(check['minors_not_asked'])}, adults asked {_pct(check['adults_asked'])}. "
                   f"Details: {where}/")
+        registry = metrics.get("registry")
+        if registry:
+            verdict = "now the champion" if registry["promoted"] else f"champion stays version {registry['champion_version']}"
+            out.print(f"registered model faceage version {registry['version']}: {verdict} ({registry['reason']})")
+        policy_metrics = metrics.get("policy")
+        if policy_metrics:
+            out.print(f"calibrated rule: ask under {policy_metrics['threshold']:g} -> minors not asked "
+                      f"{_pct(policy_metrics['minors_not_asked'])}, adults 25+ asked {_pct(policy_metrics['adults_25plus_asked'])}")
+            if not policy_metrics["met_on_val"]:
+                err.print(f"[bold red]warning:[/] no threshold meets policy.max_minors_not_asked="
+                          f"{policy_metrics['max_minors_not_asked']:g} on the validation split; the safest one found "
+                          f"(T={policy_metrics['threshold']:g}) is used. Do not rely on this model for the ID check.")
+
+
+@app.command()
+def tune(
+    params: ParamsOption = DEFAULT_PARAMS,
+    n_trials: Annotated[int | None, typer.Option(help="Override tune.n_trials.", min=1)] = None,
+    timeout: Annotated[float | None, typer.Option(help="Override tune.timeout_minutes, in SECONDS.", min=0)] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Write results/tune/best_params.yaml into params.yaml and stop.")] = False,
+) -> None:
+    """Optuna search over train.* params (tune.space); resumable; one MLflow run per trial."""
+    _quiet_backends()
+    import dataclasses
+
+    from faceage.config import load_params
+    from faceage.prepare import OUT_DIR as PREPARE_DIR
+    from faceage.tune import BEST_FILE, OUT_DIR, apply_best, run_tune
+
+    with user_errors("Kept: every finished trial in the study storage; rerun `faceage tune` to resume."):
+        if apply:
+            best = apply_best(params, OUT_DIR / BEST_FILE)
+            out.print(f"wrote {len(best)} tuned value(s) into {params}: " + ", ".join(f"{k}={v}" for k, v in best.items()))
+            return
+        cfg = load_params(params)
+        tune_cfg = cfg.tune
+        if n_trials is not None:
+            tune_cfg = dataclasses.replace(tune_cfg, n_trials=n_trials)
+        if timeout is not None:
+            tune_cfg = dataclasses.replace(tune_cfg, timeout_minutes=timeout / 60)
+        summary = run_tune(cfg.train, tune_cfg, PREPARE_DIR, OUT_DIR)
+        out.print(f"study {summary['study']}: best val MAE {summary['best_value']:.2f} (trial {summary['best_trial']}) "
+                  f"with {summary['params']}; trials {summary['states']}; {summary['epochs_trained']} epochs trained. "
+                  f"Apply with `faceage tune --apply`.")
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Photos: files, folders or glob patterns.")],
+    params: ParamsOption = DEFAULT_PARAMS,
+    model: Annotated[Path, typer.Option(help="Trained model (.keras).")] = Path("results/train/model.keras"),
+    policy: Annotated[Path, typer.Option(help="Calibrated ID-check rule.")] = Path("results/evaluate/policy.json"),
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    all_faces: Annotated[bool, typer.Option("--all-faces", help="Score every face, not only the largest.")] = False,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="Inputs are face crops: skip face detection.")] = False,
+) -> None:
+    """Estimate age, age group and the ID-check decision for each face; exit 1 if any file failed."""
+    _quiet_backends()
+    import csv as csv_module
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from faceage.config import load_params
+    from faceage.inference import load_model
+    from faceage.policy import Policy
+    from faceage.predict import expand_inputs, predict_files
+
+    with user_errors():
+        cfg = load_params(params)
+        predict_cfg = dataclasses.replace(cfg.predict, detect=False) if no_detect else cfg.predict
+        if policy.is_file():
+            rule = Policy.load(policy)
+            threshold, source = rule.threshold, f"calibrated rule from {policy}"
+        else:
+            threshold, source = cfg.evaluate.id_check_threshold, "store rule evaluate.id_check_threshold (no calibrated policy found)"
+            err.print(f"[yellow]note:[/] {policy} not found; using {source}")
+        keras_model = load_model(model)
+        files, missing = expand_inputs(paths)
+        rows = missing + predict_files(files, keras_model, threshold, predict_cfg, all_faces, cfg.evaluate.tta_flip)
+    records = [r.as_dict() for r in rows]
+    if fmt is OutputFormat.json:
+        print(json.dumps({"id_check": f"ask when age < {threshold:g} ({source})", "faces": records}, indent=2))
+    elif fmt is OutputFormat.csv:
+        writer = csv_module.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else ["file"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        table = Table(title=f"ID check: ask when the estimated age is under {threshold:g}")
+        for column in ("file", "face", "box", "age", "group", "ID?", "note"):
+            table.add_column(column)
+        for r in rows:
+            decision = "" if r.ask_id is None else ("[bold red]ASK ID[/]" if r.ask_id else "no")
+            note = f"[red]{r.reason}[/]" if r.status == "error" else r.reason
+            table.add_row(r.file, "" if r.face is None else str(r.face), r.box, "" if r.age is None else f"{r.age:.1f}",
+                          r.group, decision, note)
+        out.print(table)
+    if any(r.status == "error" for r in rows):
+        raise typer.Exit(1)
 
 
 def _pct(value: float | None) -> str:

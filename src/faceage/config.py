@@ -79,10 +79,51 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    # The calibrated ID-check rule may let at most this share of minors through unasked (on validation).
+    max_minors_not_asked: float = field(default=0.02, metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    detect: bool = True                      # find faces in the photo (OpenCV); false: the photo is a face crop
+    margin: float = field(default=0.4, metadata=_range(0.0, 2.0))   # added around the face box, each side
+    min_face: int = field(default=24, metadata=_range(8, 4096))      # smallest face to detect, pixels
+
+
+def _default_space() -> dict[str, dict[str, Any]]:
+    return {
+        "train.learning_rate": {"low": 1e-4, "high": 3e-3, "log": True},
+        "train.augment.flip": {"choices": [True, False]},
+        "train.augment.rotation": {"low": 0.0, "high": 0.1},
+        "train.augment.zoom": {"low": 0.0, "high": 0.2},
+        "train.augment.shift": {"low": 0.0, "high": 0.1},
+        "train.augment.brightness": {"low": 0.0, "high": 0.3},
+        "train.augment.contrast": {"low": 0.0, "high": 0.3},
+    }
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    n_trials: int = field(default=20, metadata=_range(1, 100_000))
+    timeout_minutes: float = field(default=0.0, metadata=_range(0.0, 1e7))   # 0 = no limit
+    epochs: int = field(default=6, metadata=_range(1, 10_000))               # per trial (the pruner may stop it earlier)
+    sampler_seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
+    pruner: str = field(default="median", metadata=_choice("none", "median", "hyperband"))
+    storage: str = "sqlite:///results/tune/optuna.db"
+    study_name: str = "faceage"
+    heartbeat_seconds: int = field(default=30, metadata=_range(1, 86_400))
+    space: dict[str, Any] = field(default_factory=_default_space)
+
+
+@dataclass(frozen=True)
 class Params:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 def _type_name(tp: Any) -> str:
@@ -99,6 +140,10 @@ def _coerce(key: str, value: Any, tp: Any, meta: typing.Mapping[str, Any]) -> An
         return _coerce(key, value, args[0], meta)
     if dataclasses.is_dataclass(tp):
         return parse_section(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -145,22 +190,16 @@ def parse_params(raw: Any) -> Params:
     """Parse the whole params mapping (all sections); cross-field checks live here."""
     if not isinstance(raw, dict):
         raise ConfigError("params: expected a mapping with sections prepare, train, evaluate")
-    known = {f.name for f in dataclasses.fields(Params)}
-    extra = {k: v for k, v in raw.items() if k not in known}
+    known = [f.name for f in dataclasses.fields(Params)]
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{key}: unknown section; allowed sections: {', '.join(known)}")
     params = Params(**{name: parse_section(typing.get_type_hints(Params)[name], raw.get(name), name)
                        for name in known})
-    for key in extra:
-        # Other tools may keep their own sections in params.yaml (e.g. tune); only top-level names are
-        # reserved, so a typo in a stage name is still caught here.
-        if key not in EXTRA_SECTIONS:
-            raise ConfigError(f"{key}: unknown section; allowed sections: {', '.join(sorted(known | EXTRA_SECTIONS))}")
     p = params.prepare
     if p.val_fraction + p.test_fraction >= 0.9:
         raise ConfigError("prepare.val_fraction + prepare.test_fraction: must leave at least 10% for training")
     return params
-
-
-EXTRA_SECTIONS: frozenset[str] = frozenset({"tune"})
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
@@ -172,6 +211,24 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     return parse_params(raw)
+
+
+def with_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """A copy of `cfg` with dotted keys ("train.augment.zoom": 0.2) replaced, checked like params.yaml."""
+    raw = dataclasses.asdict(cfg)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if parts[0] != "train" or len(parts) < 2:
+            raise ConfigError(f"{key}: only train.* keys can be overridden here")
+        node = raw
+        for part in parts[1:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"{key}: unknown key; {part!r} is not a section of train")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"{key}: unknown key; allowed keys: {', '.join(node)}")
+        node[parts[-1]] = value
+    return parse_section(TrainConfig, raw, "train")
 
 
 def to_flat_dict(obj: Any, prefix: str = "") -> dict[str, Any]:

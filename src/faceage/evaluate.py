@@ -15,11 +15,13 @@ import pandas as pd
 
 from faceage import figures
 from faceage.ages import age_group
-from faceage.config import EvaluateConfig, to_flat_dict
+from faceage.config import EvaluateConfig, PolicyConfig, PredictConfig, to_flat_dict
+from faceage.data.layouts import UTK_GENDERS, UTK_RACES
 from faceage.data.prepared import load_prepared
 from faceage.errors import DataError
 from faceage.inference import input_size, load_model, predict_ages
-from faceage.metrics import id_check, per_group, regression_metrics
+from faceage.metrics import by_attribute, id_check, per_group, regression_metrics
+from faceage.policy import POLICY_FILE, Policy, calibrate, tradeoff
 
 OUT_DIR = Path("results/evaluate")
 
@@ -35,8 +37,13 @@ def _clean(value: object) -> object:
     return value
 
 
-def score(true: np.ndarray, pred: np.ndarray, cfg: EvaluateConfig, baseline_age: float | None) -> tuple[dict, pd.DataFrame]:
-    """All metrics of one evaluation: (metrics dict, per-group table)."""
+def score(true: np.ndarray, pred: np.ndarray, cfg: EvaluateConfig, baseline_age: float | None,
+          policy: Policy | None = None, rows: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
+    """All metrics of one evaluation: (metrics dict, per-group table).
+
+    With a calibrated `policy`, its rule is scored too, overall and, where the rows carry UTKFace gender and
+    race codes, per group (the fairness of the decision).
+    """
     groups = per_group(true, pred)
     metrics: dict = {**regression_metrics(true, pred), "n_test": int(len(true))}
     if baseline_age is not None:
@@ -46,30 +53,49 @@ def score(true: np.ndarray, pred: np.ndarray, cfg: EvaluateConfig, baseline_age:
                            **id_check(true, pred, cfg.legal_age, cfg.id_check_threshold)}
     metrics["by_group"] = {r.group: {"n": r.n, "mae": r.mae, "mean_signed_error": r.mean_signed_error}
                            for r in groups.itertuples()}
+    if policy is not None:
+        rates = id_check(true, pred, policy.legal_age, policy.threshold)
+        metrics["policy"] = {"threshold": policy.threshold, "met_on_val": policy.met_on_val,
+                             "max_minors_not_asked": policy.max_minors_not_asked,
+                             "val_minors_not_asked": policy.val_minors_not_asked,
+                             "val_adults_25plus_asked": policy.val_adults_25plus_asked, **rates}
+        for column, names in (("gender", UTK_GENDERS), ("race", UTK_RACES)):
+            if rows is not None and column in rows and rows[column].notna().any():
+                labels = rows[column].astype("string").fillna("").to_numpy(dtype=object)
+                metrics["policy"][f"by_{column}"] = by_attribute(true, pred, labels, names, policy.legal_age, policy.threshold)
     return _clean(metrics), groups
 
 
 def write_outputs(out_dir: Path, rows: pd.DataFrame, true: np.ndarray, pred: np.ndarray, metrics: dict,
-                  groups: pd.DataFrame, history: pd.DataFrame | None) -> list[Path]:
-    """metrics.json, predictions.csv, per_group.csv and the figures; returns the figure paths."""
+                  groups: pd.DataFrame, history: pd.DataFrame | None, cfg: EvaluateConfig,
+                  policy: Policy | None = None) -> list[Path]:
+    """metrics.json, predictions.csv, per_group.csv, id_tradeoff.csv and the figures; returns the figure paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     predictions = pd.DataFrame({"file": rows["file"].to_numpy(), "age": true, "predicted": np.round(pred, 2),
                                 "error": np.round(pred - true, 2), "group": age_group(true)})
     predictions.to_csv(out_dir / "predictions.csv", index=False)
     groups.round(4).to_csv(out_dir / "per_group.csv", index=False)
+    table = tradeoff(true, pred, cfg.legal_age)
+    table.round(4).to_csv(out_dir / "id_tradeoff.csv", index=False)
+    points = {"store rule": cfg.id_check_threshold, **({"calibrated": policy.threshold} if policy else {})}
     plots = out_dir / "plots"
     paths = [figures.predicted_vs_true(true, pred, plots / "predicted_vs_true.png"),
-             figures.error_by_group(groups, plots / "error_by_group.png")]
+             figures.error_by_group(groups, plots / "error_by_group.png"),
+             figures.id_tradeoff(table, points, plots / "id_tradeoff.png")]
     if history is not None:
         paths.append(figures.learning_curve(history, plots / "learning_curve.png"))
     return paths
 
 
-def run_evaluate(cfg: EvaluateConfig, prepare_dir: Path, train_dir: Path, out_dir: Path = OUT_DIR) -> dict:
-    """The evaluate stage on the prepared test split; logs into the train stage's MLflow run."""
+def run_evaluate(cfg: EvaluateConfig, policy_cfg: PolicyConfig, predict_cfg: PredictConfig, prepare_dir: Path,
+                 train_dir: Path, out_dir: Path = OUT_DIR) -> dict:
+    """The evaluate stage: calibrate the ID-check rule on val, score the test split, log to the train run,
+    log the serving model and register it (the `champion` alias moves only to a better model)."""
     import mlflow
 
+    from faceage.registry import register_and_promote, rescore_on, testset_fingerprint
+    from faceage.serve import log_serving_model
     from faceage.tracking import configure_tracking, load_run_id, run_tags
 
     data = load_prepared(prepare_dir)
@@ -78,11 +104,16 @@ def run_evaluate(cfg: EvaluateConfig, prepare_dir: Path, train_dir: Path, out_di
         raise DataError(f"{prepare_dir}: the test split is empty; raise prepare.test_fraction or add data")
     baseline_age = float(np.median(data.split("train").ages))
     model = load_model(train_dir / "model.keras")
+    val = data.split("val")
+    policy = calibrate(val.ages, predict_ages(model, val.images, cfg.batch_size, cfg.tta_flip), cfg.legal_age,
+                       policy_cfg.max_minors_not_asked)
     pred = predict_ages(model, test.images, cfg.batch_size, cfg.tta_flip)
-    metrics, groups = score(test.ages, pred, cfg, baseline_age)
+    metrics, groups = score(test.ages, pred, cfg, baseline_age, policy, test.rows)
     history_path = train_dir / "history.csv"
     history = pd.read_csv(history_path) if history_path.is_file() else None
-    plot_paths = write_outputs(out_dir, test.rows, test.ages, pred, metrics, groups, history)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    policy.save(out_dir / POLICY_FILE)
+    plot_paths = write_outputs(out_dir, test.rows, test.ages, pred, metrics, groups, history, cfg, policy)
 
     experiment_id = configure_tracking()
     run_id = load_run_id(train_dir)
@@ -93,7 +124,7 @@ def run_evaluate(cfg: EvaluateConfig, prepare_dir: Path, train_dir: Path, out_di
     if run is None:
         run = mlflow.start_run(experiment_id=experiment_id, tags=run_tags({"faceage.note": "train run not found in this store"}))
     with run:
-        mlflow.log_params(to_flat_dict(cfg, "evaluate."))
+        mlflow.log_params({**to_flat_dict(cfg, "evaluate."), **to_flat_dict(policy_cfg, "policy.")})
         flat = pd.json_normalize(metrics, sep="_").iloc[0].to_dict()
         mlflow.log_metrics({f"test_{k}".replace("+", "plus"): float(v) for k, v in flat.items() if isinstance(v, (int, float)) and v is not None})
         for path in plot_paths:
@@ -101,13 +132,25 @@ def run_evaluate(cfg: EvaluateConfig, prepare_dir: Path, train_dir: Path, out_di
         for path in sorted((prepare_dir / "eda").glob("*.png")):
             mlflow.log_artifact(str(path), artifact_path="eda")
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
+        mlflow.log_artifact(str(out_dir / "id_tradeoff.csv"))
+        mlflow.log_artifact(str(out_dir / POLICY_FILE))
         mlflow.log_artifact(str(prepare_dir / "report.json"), artifact_path="data")
+        serving = log_serving_model(train_dir / "model.keras", out_dir / POLICY_FILE, predict_cfg, cfg.tta_flip)
+        registry = register_and_promote(serving.model_uri, metrics["mae"], testset_fingerprint(test.rows),
+                                        rescore_on(test.images, test.ages, cfg.batch_size, cfg.tta_flip))
+        mlflow.set_tags({"registry.version": registry["version"], "registry.champion": registry["promoted"]})
+    (out_dir / "registry.json").write_text(json.dumps(registry, indent=2) + "\n")
+    metrics["registry"] = registry
     return metrics
 
 
 def evaluate_external(data_dir: Path, model_path: Path, cfg: EvaluateConfig, out_dir: Path,
-                      layout: str = "auto", target: str = "real", progress: bool = True) -> dict:
-    """Score a trained model on every usable image of another dataset (no split, no baseline)."""
+                      layout: str = "auto", target: str = "real", progress: bool = True,
+                      policy: Policy | None = None) -> dict:
+    """Score a trained model on every usable image of another dataset (no split, no baseline).
+
+    `policy` (the rule calibrated with the model) is scored as it stands: this data is not used to calibrate.
+    """
     from faceage.data.layouts import read_dataset
     from faceage.prepare import decode_all, write_quarantine
 
@@ -122,6 +165,6 @@ def evaluate_external(data_dir: Path, model_path: Path, cfg: EvaluateConfig, out
         raise DataError(f"{data_dir}: no usable images; see {out_dir / 'quarantine.csv'}")
     true = rows["age"].to_numpy(dtype="float32")
     pred = predict_ages(model, decoded.images, cfg.batch_size, cfg.tta_flip)
-    metrics, groups = score(true, pred, cfg, baseline_age=None)
-    write_outputs(out_dir, rows, true, pred, metrics, groups, history=None)
+    metrics, groups = score(true, pred, cfg, baseline_age=None, policy=policy, rows=rows)
+    write_outputs(out_dir, rows, true, pred, metrics, groups, None, cfg, policy)
     return metrics

@@ -7,6 +7,7 @@ be used raises ImageProblem with a reason a person can act on.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +31,20 @@ class ImageInfo:
     exif_rotated: bool
 
 
-def open_rgb(path: Path, draft_size: int | None = None) -> tuple[Image.Image, ImageInfo]:
-    """Open, fully decode and normalise an image to RGB with EXIF orientation applied."""
-    if not path.is_file():
-        raise ImageProblem("file not found")
-    if path.stat().st_size == 0:
-        raise ImageProblem("empty file (0 bytes)")
+def open_rgb(source: Path | bytes, draft_size: int | None = None) -> tuple[Image.Image, ImageInfo]:
+    """Open, fully decode and normalise an image (a file or its bytes) to RGB with EXIF orientation applied."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageProblem("empty image (0 bytes)")
+        stream: Path | io.BytesIO = io.BytesIO(source)
+    else:
+        if not source.is_file():
+            raise ImageProblem("file not found")
+        if source.stat().st_size == 0:
+            raise ImageProblem("empty file (0 bytes)")
+        stream = source
     try:
-        img = Image.open(path)
+        img = Image.open(stream)
     except UnidentifiedImageError:
         raise ImageProblem("not an image (unrecognised format)") from None
     except OSError as exc:

@@ -22,6 +22,8 @@ from faceage.errors import DataError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MANIFEST_COLUMNS = ["file", "age", "real_age", "apparent_age", "official_split", "gender", "race"]
 UTK_NAME = re.compile(r"^(\d+)_")
+UTK_GENDERS = {"0": "male", "1": "female"}
+UTK_RACES = {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}
 APPA_SPLITS = {"train": "train", "valid": "val", "test": "test"}
 LAYOUT_HELP = (
     "expected one of: (course) labels.csv with columns file_name,real_age and a final_files/ folder; "

@@ -1,0 +1,125 @@
+"""`faceage predict` on real faces (../shared), a non-face image and a corrupt file; the served pyfunc in-process."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from faceage.cli import app
+from faceage.config import AugmentConfig, PredictConfig, TrainConfig
+from faceage.data.images import load_face
+from faceage.faces import detect_boxes
+from faceage.inference import predict_ages
+from faceage.model import build_model
+from faceage.policy import Policy
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "utkface-sample" / "images"
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[Path]:
+    if not SHARED.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SHARED} is missing")
+        pytest.skip("shared UTKFace sample not found")
+    return sorted(SHARED.iterdir())[::400][:6]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An (untrained) model and a calibrated rule saved where predict and the pyfunc look for them."""
+    root = tmp_path_factory.mktemp("model")
+    model = build_model(TrainConfig(augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)), SIZE, 30.0)
+    model.save(root / "model.keras")
+    Policy(threshold=27.5, legal_age=18, max_minors_not_asked=0.02, met_on_val=True, val_minors_not_asked=0.0,
+           val_adults_asked=0.3, val_adults_25plus_asked=0.2, val_n_minors=10).save(root / "policy.json")
+    return root
+
+
+def invoke(model_dir: Path, *args: str):
+    return CliRunner().invoke(app, ["predict", "--params", str(REPO / "params.yaml"), "--model", str(model_dir / "model.keras"),
+                                    "--policy", str(model_dir / "policy.json"), *args])
+
+
+def test_detector_finds_one_face_in_real_chips(faces: list[Path]) -> None:
+    from faceage.data.images import open_rgb
+
+    for path in faces:
+        boxes = detect_boxes(open_rgb(path)[0])
+        assert len(boxes) == 1, path.name
+        x, y, w, h = boxes[0]
+        assert w > 60 and h > 60  # a face, not a speck
+
+
+def test_predict_real_faces_as_json_uses_the_saved_rule(faces: list[Path], model_dir: Path) -> None:
+    result = invoke(model_dir, "--format", "json", *map(str, faces))
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert "27.5" in body["id_check"]
+    rows = body["faces"]
+    assert [r["file"] for r in rows] == [str(p) for p in faces]
+    for r in rows:
+        assert r["status"] == "ok" and r["age"] is not None and r["group"]
+        assert r["ask_id"] == (r["age"] < 27.5)
+
+
+def test_bad_files_are_reported_per_file_and_the_others_go_on(faces: list[Path], model_dir: Path, tmp_path: Path) -> None:
+    noise = tmp_path / "landscape.png"
+    Image.new("RGB", (160, 120), (90, 160, 220)).save(noise)  # an image without a face
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(faces[0].read_bytes()[:300])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    result = invoke(model_dir, "--format", "csv", str(faces[0]), str(noise), str(corrupt), str(text), str(tmp_path / "gone.jpg"))
+    assert result.exit_code == 1
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert rows[faces[0].name]["status"] == "ok"
+    assert rows["landscape.png"]["reason"] == "no face found"
+    assert "truncated" in rows["broken.jpg"]["reason"]
+    assert "not an image" in rows["notes.jpg"]["reason"]
+    assert "not found" in rows["gone.jpg"]["reason"]
+
+
+def test_folders_and_globs_and_the_table_format(faces: list[Path], model_dir: Path) -> None:
+    pattern = str(SHARED / (faces[0].name.split("_")[0] + "_*"))
+    result = invoke(model_dir, pattern)
+    assert result.exit_code == 0
+    assert "ID check" in result.stdout and faces[0].name[:10] in result.stdout
+
+
+def test_served_pyfunc_matches_the_model_and_rejects_garbage(faces: list[Path], model_dir: Path) -> None:
+    """Serving parity: the pyfunc without detection gives the age that the evaluate code path gives."""
+    from mlflow.exceptions import MlflowException
+
+    from faceage.serve import FaceAgeService
+
+    class Context:
+        artifacts = {"model": str(model_dir / "model.keras"), "policy": str(model_dir / "policy.json")}
+        model_config = {**PredictConfig().__dict__, "tta_flip": False}
+
+    service = FaceAgeService()
+    service.load_context(Context())
+    request = pd.DataFrame({"image": [base64.b64encode(p.read_bytes()).decode() for p in faces[:2]]})
+    answer = service.predict(None, request, params={"detect": False})
+    expected = predict_ages(keras.saving.load_model(model_dir / "model.keras"),
+                            np.stack([load_face(p, SIZE)[0] for p in faces[:2]]))
+    np.testing.assert_allclose(answer["age"], expected, atol=0.01)
+    assert list(answer["ask_id"]) == list(expected < 27.5)
+    detected = service.predict(None, request.iloc[:1])
+    assert detected["box"][0] != f"0,0,200,200"
+    for bad, message in (("", "empty"), ("%%%", "not valid base64"), (base64.b64encode(b"hello").decode(), "not an image")):
+        with pytest.raises(MlflowException, match=message):
+            service.predict(None, pd.DataFrame({"image": [bad]}))
