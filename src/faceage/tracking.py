@@ -32,7 +32,13 @@ def default_tracking_uri() -> str:
 
 
 def configure_tracking() -> str:
-    """Point MLflow at the configured store and experiment; return the experiment id."""
+    """Point MLflow at the configured store and make the experiment the active one; return its id."""
+    experiment_id = _experiment_id()
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _experiment_id() -> str:
     custom_uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not custom_uri:
         (store_root() / "mlruns").mkdir(exist_ok=True)

@@ -272,6 +272,7 @@ def apply_best(params_file: Path, best_file: Path) -> dict[str, Any]:
     best = yaml.safe_load(best_file.read_text())["params"]
     rt = YAML()
     rt.preserve_quotes = True
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     doc = rt.load(params_file.read_text())
     for key, value in best.items():
         node = doc

@@ -48,7 +48,7 @@ def open_rgb(source: Path | bytes, draft_size: int | None = None) -> tuple[Image
     except UnidentifiedImageError:
         raise ImageProblem("not an image (unrecognised format)") from None
     except OSError as exc:
-        raise ImageProblem(f"cannot open: {exc}") from None
+        raise ImageProblem(f"truncated or corrupt image (cannot open: {exc})") from None
     with img:
         fmt, mode, (width, height) = img.format or "?", img.mode, img.size
         if width * height > MAX_PIXELS:
