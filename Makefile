@@ -25,7 +25,7 @@ demo: install
 	@echo "Open the MLflow UI on this store:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db  (then http://127.0.0.1:5000)"
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 repro: install
 	dvc repro
