@@ -206,3 +206,11 @@ def test_to_flat_dict() -> None:
     nested = to_flat_dict(Params())
     assert nested["train.augment.zoom"] == pytest.approx(AugmentConfig().zoom)
     assert nested["prepare.image_size"] == PrepareConfig().image_size
+
+
+def test_full_size_profile_parses() -> None:
+    """profiles/full-size.yaml stays a valid params file as params.yaml evolves."""
+    from faceage.config import load_params
+
+    profile = load_params(Path(__file__).resolve().parents[1] / "profiles" / "full-size.yaml")
+    assert profile.prepare.image_size == 224 and profile.train.weights
