@@ -2,7 +2,7 @@
 without a pruner and with one, through `faceage.tune.run_tune`: total epochs trained, wall time and best
 validation MAE of each, measured in one run.
 
-    .venv/bin/python bench/pruning.py                 # 10 trials x 6 epochs on the demo data at 32 px
+    .venv/bin/python bench/pruning.py                 # 8 trials x 4 epochs on the demo data at 32 px
     .venv/bin/python bench/pruning.py --tiny          # CI smoke mode
 
 Writes results/bench/pruning.json; each study is one MLflow parent run in the experiment "faceage-bench".
@@ -24,8 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--pruners", default="none,median", help="comma-separated; the first is the baseline")
     ap.add_argument("--tiny", action="store_true", help="smoke mode: 3 trials x 2 epochs on 120 demo faces")

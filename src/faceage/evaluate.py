@@ -96,7 +96,6 @@ def run_evaluate(cfg: EvaluateConfig, policy_cfg: PolicyConfig, predict_cfg: Pre
 
     from faceage.registry import register_and_promote, rescore_on, testset_fingerprint
     from faceage.serve import log_serving_model
-    from faceage.tracking import configure_tracking, load_run_id, run_tags
 
     data = load_prepared(prepare_dir)
     test = data.split("test")
@@ -115,26 +114,8 @@ def run_evaluate(cfg: EvaluateConfig, policy_cfg: PolicyConfig, predict_cfg: Pre
     policy.save(out_dir / POLICY_FILE)
     plot_paths = write_outputs(out_dir, test.rows, test.ages, pred, metrics, groups, history, cfg, policy)
 
-    experiment_id = configure_tracking()
-    run_id = load_run_id(train_dir)
-    try:
-        run = mlflow.start_run(run_id=run_id) if run_id else None
-    except mlflow.exceptions.MlflowException:
-        run = None  # the train run is in another store: record this evaluation as a run of its own
-    if run is None:
-        run = mlflow.start_run(experiment_id=experiment_id, tags=run_tags({"faceage.note": "train run not found in this store"}))
-    with run:
-        mlflow.log_params({**to_flat_dict(cfg, "evaluate."), **to_flat_dict(policy_cfg, "policy.")})
-        flat = pd.json_normalize(metrics, sep="_").iloc[0].to_dict()
-        mlflow.log_metrics({f"test_{k}".replace("+", "plus"): float(v) for k, v in flat.items() if isinstance(v, (int, float)) and v is not None})
-        for path in plot_paths:
-            mlflow.log_artifact(str(path), artifact_path="plots")
-        for path in sorted((prepare_dir / "eda").glob("*.png")):
-            mlflow.log_artifact(str(path), artifact_path="eda")
-        mlflow.log_artifact(str(out_dir / "predictions.csv"))
-        mlflow.log_artifact(str(out_dir / "id_tradeoff.csv"))
-        mlflow.log_artifact(str(out_dir / POLICY_FILE))
-        mlflow.log_artifact(str(prepare_dir / "report.json"), artifact_path="data")
+    with _evaluation_run(train_dir):
+        _log_evaluation(cfg, policy_cfg, metrics, plot_paths, prepare_dir, out_dir)
         serving = log_serving_model(train_dir / "model.keras", out_dir / POLICY_FILE, predict_cfg, cfg.tta_flip)
         registry = register_and_promote(serving.model_uri, metrics["mae"], testset_fingerprint(test.rows),
                                         rescore_on(test.images, test.ages, cfg.batch_size, cfg.tta_flip))
@@ -142,6 +123,40 @@ def run_evaluate(cfg: EvaluateConfig, policy_cfg: PolicyConfig, predict_cfg: Pre
     (out_dir / "registry.json").write_text(json.dumps(registry, indent=2) + "\n")
     metrics["registry"] = registry
     return metrics
+
+
+def _evaluation_run(train_dir: Path):
+    """The train stage's MLflow run, resumed; a run of its own when that one is not in this store."""
+    import mlflow
+
+    from faceage.tracking import configure_tracking, load_run_id, run_tags
+
+    experiment_id = configure_tracking()
+    run_id = load_run_id(train_dir)
+    if run_id:
+        try:
+            return mlflow.start_run(run_id=run_id)
+        except mlflow.exceptions.MlflowException:
+            pass
+    return mlflow.start_run(experiment_id=experiment_id, tags=run_tags({"faceage.note": "train run not found in this store"}))
+
+
+def _log_evaluation(cfg: EvaluateConfig, policy_cfg: PolicyConfig, metrics: dict, plot_paths: list[Path],
+                    prepare_dir: Path, out_dir: Path) -> None:
+    """Params, test metrics (flattened, prefixed test_) and the figures and tables, to the active run."""
+    import mlflow
+
+    mlflow.log_params({**to_flat_dict(cfg, "evaluate."), **to_flat_dict(policy_cfg, "policy.")})
+    flat = pd.json_normalize(metrics, sep="_").iloc[0].to_dict()
+    mlflow.log_metrics({f"test_{k}".replace("+", "plus"): float(v) for k, v in flat.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    for path in plot_paths:
+        mlflow.log_artifact(str(path), artifact_path="plots")
+    for path in sorted((prepare_dir / "eda").glob("*.png")):
+        mlflow.log_artifact(str(path), artifact_path="eda")
+    for name in ("predictions.csv", "id_tradeoff.csv", POLICY_FILE):
+        mlflow.log_artifact(str(out_dir / name))
+    mlflow.log_artifact(str(prepare_dir / "report.json"), artifact_path="data")
 
 
 def evaluate_external(data_dir: Path, model_path: Path, cfg: EvaluateConfig, out_dir: Path,
