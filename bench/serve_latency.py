@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
                                "-h", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},  # it starts uvicorn
                               start_new_session=True)
     url = f"http://127.0.0.1:{port}/invocations"
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 import yaml
+from tqdm import tqdm
 
 from faceage.config import TrainConfig, TuneConfig, with_overrides
 from faceage.errors import ConfigError, DataError
@@ -187,16 +188,28 @@ def run_tune(train_base: TrainConfig, cfg: TuneConfig, prepare_dir: Path, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     with _study_parent_run(study, experiment_id, cfg.storage):
         if remaining:
+            bar = tqdm(total=cfg.n_trials, initial=done, desc=f"study {cfg.study_name}", unit="trial", disable=verbose != 0)
             # Failed trials (a crash, out of memory) are recorded and not counted: run until n_trials are
             # completed or pruned (by any worker of the study), the timeout, or too many failures in a row.
             study.optimize(objective_for(train_base, cfg, dims, train, val, verbose), n_trials=None,
                            timeout=cfg.timeout_minutes * 60 or None, catch=(Exception,),
                            callbacks=[optuna.study.MaxTrialsCallback(cfg.n_trials, states=COUNTED),
-                                      stop_after_failures(MAX_FAILURES_IN_A_ROW)],
-                           show_progress_bar=verbose == 0)
+                                      stop_after_failures(MAX_FAILURES_IN_A_ROW), progress_bar(bar)])
+            bar.close()
         summary = summarize(study, out_dir)
         _log_study(study, summary, out_dir)
     return summary
+
+
+def progress_bar(bar: tqdm):
+    """An Optuna callback that advances a tqdm bar per counted trial and shows the best value so far."""
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state in COUNTED:
+            bar.update(1)
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+            bar.set_postfix(best_val_mae=f"{study.best_value:.2f}", last=trial.state.name)
+
+    return callback
 
 
 def stop_after_failures(limit: int):
