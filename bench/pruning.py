@@ -28,12 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--pruners", default="none,median", help="comma-separated; the first is the baseline")
-    ap.add_argument("--tiny", action="store_true", help="smoke mode: 3 trials x 2 epochs on 120 demo faces")
+    ap.add_argument("--tiny", action="store_true", help="smoke mode: 2 trials x 2 epochs on 120 demo faces, MobileNetV3Small")
     ap.add_argument("--out", type=Path, default=Path("results/bench/pruning.json"))
     ap.add_argument("--work-dir", type=Path, default=Path("results/bench/pruning-work"))
     args = ap.parse_args(argv)
     if args.tiny:
-        args.trials, args.epochs = 3, 2
+        args.trials, args.epochs = 2, 2
 
     from faceage.config import PrepareConfig, TuneConfig, load_params
     from faceage.data.demo import generate_demo
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from faceage.tune import run_tune
 
     params = load_params()
+    train = dataclasses.replace(params.train, backbone="mobilenet_v3_small") if args.tiny else params.train
     shutil.rmtree(args.work_dir, ignore_errors=True)
     data_dir = args.work_dir / "data"
     generate_demo(data_dir, n=120 if args.tiny else 1200, progress=False)
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                   storage=f"sqlite:///{(args.work_dir / f'{pruner}.db').resolve()}",
                                   study_name=f"pruning-bench-{pruner}-{int(time.time())}")
         start = time.perf_counter()
-        summary = run_tune(params.train, cfg, prepare_dir, args.work_dir / f"tune-{pruner}")
+        summary = run_tune(train, cfg, prepare_dir, args.work_dir / f"tune-{pruner}")
         results[pruner] = {"wall_seconds": round(time.perf_counter() - start, 1), "epochs_trained": summary["epochs_trained"],
                            "best_val_mae": round(summary["best_value"], 4), "states": summary["states"],
                            "best_params": summary["params"]}
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     base, *others = args.pruners.split(",")
     report = {
         "trials": args.trials, "epochs_per_trial": args.epochs, "image_size": args.image_size, "tiny": args.tiny,
-        "data": "synthetic demo faces", "sampler_seed": params.tune.sampler_seed, "results": results,
+        "backbone": train.backbone, "data": "synthetic demo faces", "sampler_seed": params.tune.sampler_seed, "results": results,
         "ratios_vs_" + base: {p: {"epochs": round(results[p]["epochs_trained"] / results[base]["epochs_trained"], 3),
                                   "wall_time": round(results[p]["wall_seconds"] / results[base]["wall_seconds"], 3),
                                   "best_val_mae_delta": round(results[p]["best_val_mae"] - results[base]["best_val_mae"], 4)}

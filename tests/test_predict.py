@@ -42,6 +42,7 @@ def faces() -> list[Path]:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An (untrained) model and a calibrated rule saved where predict and the pyfunc look for them."""
     root = tmp_path_factory.mktemp("model")
+    keras.utils.set_random_seed(0)
     model = build_model(TrainConfig(augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)), SIZE, 30.0)
     model.save(root / "model.keras")
     Policy(threshold=27.5, legal_age=18, max_minors_not_asked=0.02, met_on_val=True, val_minors_not_asked=0.0,
@@ -73,7 +74,8 @@ def test_predict_real_faces_as_json_uses_the_saved_rule(faces: list[Path], model
     assert [r["file"] for r in rows] == [str(p) for p in faces]
     for r in rows:
         assert r["status"] == "ok" and r["age"] is not None and r["group"]
-        assert r["ask_id"] == (r["age"] < 27.5)
+        if abs(r["age"] - 27.5) > 0.05:  # the rule uses the unrounded age; the report shows one decimal
+            assert r["ask_id"] == (r["age"] < 27.5)
 
 
 def test_bad_files_are_reported_per_file_and_the_others_go_on(faces: list[Path], model_dir: Path, tmp_path: Path) -> None:
