@@ -127,3 +127,15 @@ def test_tta_flip_averages_the_mirror_prediction() -> None:
     x = tiny_split(3).images
     plain, mirror = predict_ages(model, x), predict_ages(model, x[:, :, ::-1])
     np.testing.assert_allclose(predict_ages(model, x, tta_flip=True), (plain + mirror) / 2, rtol=1e-4, atol=1e-3)
+
+
+def test_xla_with_augmentation_layers_is_a_clear_error_not_a_silent_fallback() -> None:
+    from faceage.model import compile_model
+
+    cfg = TrainConfig(jit_compile=True, augment=AugmentConfig(flip=True, rotation=0.0, zoom=0.0, shift=0.0))
+    with pytest.raises(ConfigError, match="train.jit_compile"):
+        compile_model(build_model(cfg, SIZE, 30.0), cfg, steps_per_epoch=1)
+    plain = dataclasses.replace(cfg, augment=NO_AUG)
+    model = build_model(plain, SIZE, 30.0)
+    compile_model(model, plain, steps_per_epoch=1)
+    assert model.jit_compile

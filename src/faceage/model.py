@@ -123,3 +123,7 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
         jit_compile=cfg.jit_compile,
     )
+    if cfg.jit_compile and not model.jit_compile:
+        # Keras only warns and trains without XLA; say it plainly instead of measuring something else.
+        raise ConfigError("train.jit_compile: true, but Keras cannot XLA-compile this model (its random augmentation "
+                          "layers do not support it); set train.jit_compile: false or turn every train.augment option off")

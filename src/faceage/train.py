@@ -108,10 +108,24 @@ def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callba
 
 
 def inference_copy(model: keras.Model) -> keras.Model:
-    """The same network and weights without the optimizer state (a third of the size on disk)."""
-    copy = keras.Model.from_config(model.get_config())  # uncompiled (clone_model would recompile it)
+    """The same network and weights without the optimizer state (a third of the size on disk), computing in
+    float32 whatever the training precision: the weights are float32 anyway, and on this CPU a bf16 model
+    predicts 2-3x slower than a float32 one (bench/speed.py)."""
+    copy = keras.Model.from_config(_float32_policies(model.get_config()))  # uncompiled (clone_model would recompile)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _float32_policies(node):
+    """A model config with every mixed-precision dtype policy replaced by float32."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
+            return {**node, "config": {**node["config"], "name": "float32"}}
+        return {k: ("float32" if k == "dtype" and isinstance(v, str) and v.startswith("mixed_") else _float32_policies(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_float32_policies(v) for v in node]
+    return node
 
 
 def cosine_value(cfg: TrainConfig, progress: float) -> float:
