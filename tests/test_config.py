@@ -148,6 +148,7 @@ def test_bool_must_be_a_real_bool(raw: dict, key: str, value: object) -> None:
         ("prepare.max_bad_fraction", 1.5, "out of range"),
         ("train.backbone", 50, "expected a string"),
         ("evaluate.legal_age", 0, "out of range"),
+        ("evaluate.youngest_minor", 18, "must be below evaluate.legal_age"),
     ],
 )
 def test_bad_values(raw: dict, key: str, value: object, expected: str) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from faceage.ages import GROUP_LABELS, age_group
-from faceage.metrics import id_check, per_group, regression_metrics
+from faceage.metrics import id_check, per_group, regression_metrics, wilson_upper
 
 
 def test_regression_metrics_hand_computed() -> None:
@@ -82,6 +82,24 @@ def test_id_check_legal_age_is_a_boundary() -> None:
     assert out["n_minors"] == 1 and out["n_adults"] == 1
     assert out["minors_not_asked"] == 1.0
     assert out["adults_asked"] == 0.0
+
+
+def test_id_check_counts_minors_from_youngest_minor_only() -> None:
+    # A child of 5 predicted 40 is no teenager at the till: with youngest_minor=13 it counts in neither rate.
+    true = np.array([5.0, 14.0, 16.0, 30.0])
+    pred = np.array([40.0, 20.0, 30.0, 20.0])
+    out = id_check(true, pred, legal_age=18, threshold=25, youngest_minor=13)
+    assert out["n_minors"] == 2 and out["n_adults"] == 1
+    assert out["minors_not_asked"] == pytest.approx(1 / 2)  # 16 predicted 30
+    everyone = id_check(true, pred, legal_age=18, threshold=25)
+    assert everyone["n_minors"] == 3 and everyone["minors_not_asked"] == pytest.approx(2 / 3)
+
+
+def test_wilson_upper_bound_known_values() -> None:
+    assert wilson_upper(0, 10) == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_upper(1, 80) == pytest.approx(0.0675, abs=1e-4)  # 1 of 80 teenagers missed: up to 6.7%
+    assert wilson_upper(5, 10) > 0.5 and wilson_upper(10, 10) == pytest.approx(1.0)
+    assert math.isnan(wilson_upper(0, 0))
 
 
 def test_id_check_nan_without_minors() -> None:

@@ -49,6 +49,16 @@ def test_no_minors_in_validation_is_a_clear_error() -> None:
         calibrate(np.array([30.0, 40.0]), np.array([31.0, 39.0]), 18, 0.02)
 
 
+def test_children_below_youngest_minor_do_not_drive_the_threshold() -> None:
+    true = np.append(TRUE, 4.0)
+    pred = np.append(PRED, 45.0)  # a toddler who looks 45 would force T above 45 if counted
+    assert calibrate(true, pred, 18, 0.0).threshold > 45
+    policy = calibrate(true, pred, 18, 0.0, youngest_minor=13)
+    assert policy.threshold == pytest.approx(30.25) and policy.youngest_minor == 13 and policy.val_n_minors == 3
+    with pytest.raises(DataError, match="no minors \\(aged 13-17\\)"):
+        calibrate(np.array([4.0, 30.0]), np.array([5.0, 31.0]), 18, 0.02, youngest_minor=13)
+
+
 def test_tradeoff_is_monotonic_in_the_threshold() -> None:
     rng = np.random.default_rng(0)
     true = rng.uniform(5, 70, 500)

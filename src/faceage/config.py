@@ -73,6 +73,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     legal_age: int = field(default=18, metadata=_range(1, 120))
+    youngest_minor: int = field(default=13, metadata=_range(0, 119))  # ID-check rates count minors from this age
     id_check_threshold: float = field(default=25, metadata=_range(1, 120))
     tta_flip: bool = False
     batch_size: int = field(default=64, metadata=_range(1, 4096))
@@ -196,6 +197,9 @@ def parse_params(raw: Any) -> Params:
             raise ConfigError(f"{key}: unknown section; allowed sections: {', '.join(known)}")
     params = Params(**{name: parse_section(typing.get_type_hints(Params)[name], raw.get(name), name)
                        for name in known})
+    if params.evaluate.youngest_minor >= params.evaluate.legal_age:
+        raise ConfigError(f"evaluate.youngest_minor: {params.evaluate.youngest_minor} must be below evaluate.legal_age "
+                          f"({params.evaluate.legal_age})")
     p = params.prepare
     if p.val_fraction + p.test_fraction >= 0.9:
         raise ConfigError("prepare.val_fraction + prepare.test_fraction: must leave at least 10% for training")

@@ -50,11 +50,12 @@ def score(true: np.ndarray, pred: np.ndarray, cfg: EvaluateConfig, baseline_age:
         metrics["baseline_age"] = float(baseline_age)
         metrics["baseline_mae"] = float(np.mean(np.abs(true - baseline_age)))
     metrics["id_check"] = {"threshold": cfg.id_check_threshold, "legal_age": cfg.legal_age,
-                           **id_check(true, pred, cfg.legal_age, cfg.id_check_threshold)}
+                           "youngest_minor": cfg.youngest_minor,
+                           **id_check(true, pred, cfg.legal_age, cfg.id_check_threshold, cfg.youngest_minor)}
     metrics["by_group"] = {r.group: {"n": r.n, "mae": r.mae, "mean_signed_error": r.mean_signed_error}
                            for r in groups.itertuples()}
     if policy is not None:
-        rates = id_check(true, pred, policy.legal_age, policy.threshold)
+        rates = id_check(true, pred, policy.legal_age, policy.threshold, policy.youngest_minor)
         metrics["policy"] = {"threshold": policy.threshold, "met_on_val": policy.met_on_val,
                              "max_minors_not_asked": policy.max_minors_not_asked,
                              "val_minors_not_asked": policy.val_minors_not_asked,
@@ -62,7 +63,8 @@ def score(true: np.ndarray, pred: np.ndarray, cfg: EvaluateConfig, baseline_age:
         for column, names in (("gender", UTK_GENDERS), ("race", UTK_RACES)):
             if rows is not None and column in rows and rows[column].notna().any():
                 labels = rows[column].astype("string").fillna("").to_numpy(dtype=object)
-                metrics["policy"][f"by_{column}"] = by_attribute(true, pred, labels, names, policy.legal_age, policy.threshold)
+                metrics["policy"][f"by_{column}"] = by_attribute(true, pred, labels, names, policy.legal_age,
+                                                                    policy.threshold, policy.youngest_minor)
     return _clean(metrics), groups
 
 
@@ -76,13 +78,14 @@ def write_outputs(out_dir: Path, rows: pd.DataFrame, true: np.ndarray, pred: np.
                                 "error": np.round(pred - true, 2), "group": age_group(true)})
     predictions.to_csv(out_dir / "predictions.csv", index=False)
     groups.round(4).to_csv(out_dir / "per_group.csv", index=False)
-    table = tradeoff(true, pred, cfg.legal_age)
+    table = tradeoff(true, pred, cfg.legal_age, youngest_minor=cfg.youngest_minor)
     table.round(4).to_csv(out_dir / "id_tradeoff.csv", index=False)
     points = {"store rule": cfg.id_check_threshold, **({"calibrated": policy.threshold} if policy else {})}
     plots = out_dir / "plots"
     paths = [figures.predicted_vs_true(true, pred, plots / "predicted_vs_true.png"),
              figures.error_by_group(groups, plots / "error_by_group.png"),
-             figures.id_tradeoff(table, points, plots / "id_tradeoff.png")]
+             figures.id_tradeoff(table, points, plots / "id_tradeoff.png",
+                                 minors=f"minors ({cfg.youngest_minor}-{cfg.legal_age - 1})")]
     if history is not None:
         paths.append(figures.learning_curve(history, plots / "learning_curve.png"))
     return paths
@@ -105,7 +108,7 @@ def run_evaluate(cfg: EvaluateConfig, policy_cfg: PolicyConfig, predict_cfg: Pre
     model = load_model(train_dir / "model.keras")
     val = data.split("val")
     policy = calibrate(val.ages, predict_ages(model, val.images, cfg.batch_size, cfg.tta_flip), cfg.legal_age,
-                       policy_cfg.max_minors_not_asked)
+                       policy_cfg.max_minors_not_asked, cfg.youngest_minor)
     pred = predict_ages(model, test.images, cfg.batch_size, cfg.tta_flip)
     metrics, groups = score(test.ages, pred, cfg, baseline_age, policy, test.rows)
     history_path = train_dir / "history.csv"

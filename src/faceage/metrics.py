@@ -32,16 +32,20 @@ def per_group(true: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "n", "mae", "mean_signed_error"])
 
 
-def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: float) -> dict[str, float | int]:
+def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: float,
+             youngest_minor: float = 0) -> dict[str, float | int]:
     """The store's rule "ask for ID when the estimated age is under `threshold`".
 
-    minors_not_asked: share of buyers under `legal_age` whom the rule would NOT ask (the dangerous error).
+    minors_not_asked: share of buyers aged `youngest_minor` to `legal_age` - 1 (e.g. 13-17: the ones who might
+    try to buy) whom the rule would NOT ask (the dangerous error). Younger children count in neither rate.
     adults_asked: share of buyers of legal age who would be asked; adults_25plus_asked: the same from 25.
+    minors_not_asked_upper95: the 95% upper confidence bound of minors_not_asked (Wilson score), because a
+    share measured on a few dozen teenagers is itself uncertain.
     A rate is NaN when its group has nobody in the data.
     """
     asked = pred < threshold
-    minors = true < legal_age
-    adults = ~minors
+    minors = (true >= youngest_minor) & (true < legal_age)
+    adults = true >= legal_age
     adults25 = true >= 25
 
     def share(mask: np.ndarray, values: np.ndarray) -> float:
@@ -49,6 +53,7 @@ def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: fl
 
     return {
         "minors_not_asked": share(minors, ~asked),
+        "minors_not_asked_upper95": wilson_upper(int(np.sum(minors & ~asked)), int(minors.sum())),
         "adults_asked": share(adults, asked),
         "adults_25plus_asked": share(adults25, asked),
         "n_minors": int(minors.sum()),
@@ -56,15 +61,27 @@ def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: fl
     }
 
 
+def wilson_upper(k: int, n: int, z: float = 1.96) -> float:
+    """Upper end of the Wilson score interval for k successes in n trials (NaN when n is 0)."""
+    if n == 0:
+        return float("nan")
+    p = k / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(min(1.0, (centre + spread) / (1 + z * z / n)))
+
+
 def by_attribute(true: np.ndarray, pred: np.ndarray, labels: np.ndarray, names: dict[str, str],
-                 legal_age: float, threshold: float) -> dict[str, dict[str, float | int | None]]:
+                 legal_age: float, threshold: float, youngest_minor: float = 0) -> dict[str, dict[str, float | int | None]]:
     """MAE and the ID-check rates per value of a demographic attribute (e.g. UTKFace gender or race)."""
     out: dict[str, dict[str, float | int | None]] = {}
     for code, name in names.items():
         mask = labels == code
         if mask.any():
-            check = id_check(true[mask], pred[mask], legal_age, threshold)
+            check = id_check(true[mask], pred[mask], legal_age, threshold, youngest_minor)
             out[name] = {"n": int(mask.sum()), "mae": float(np.mean(np.abs(pred[mask] - true[mask]))),
-                         "minors_not_asked": check["minors_not_asked"], "adults_asked": check["adults_asked"],
+                         "minors_not_asked": check["minors_not_asked"],
+                         "minors_not_asked_upper95": check["minors_not_asked_upper95"],
+                         "adults_asked": check["adults_asked"], "adults_25plus_asked": check["adults_25plus_asked"],
                          "n_minors": check["n_minors"]}
     return out

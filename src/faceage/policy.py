@@ -34,6 +34,7 @@ class Policy:
     val_adults_asked: float
     val_adults_25plus_asked: float
     val_n_minors: int
+    youngest_minor: int = 0     # minors counted in the rates: youngest_minor .. legal_age - 1
 
     @property
     def rule(self) -> str:
@@ -55,28 +56,30 @@ class Policy:
         return cls(**raw)
 
 
-def tradeoff(true: np.ndarray, pred: np.ndarray, legal_age: float, thresholds: np.ndarray = REPORT_THRESHOLDS) -> pd.DataFrame:
+def tradeoff(true: np.ndarray, pred: np.ndarray, legal_age: float, thresholds: np.ndarray = REPORT_THRESHOLDS,
+             youngest_minor: float = 0) -> pd.DataFrame:
     """Per threshold T: share of minors not asked, of adults (18+) asked and of adults 25+ asked."""
     rows = []
     for t in thresholds:
-        rates = id_check(true, pred, legal_age, float(t))
+        rates = id_check(true, pred, legal_age, float(t), youngest_minor)
         rows.append({"threshold": float(t), "minors_not_asked": rates["minors_not_asked"],
                      "adults_asked": rates["adults_asked"], "adults_25plus_asked": rates["adults_25plus_asked"]})
     return pd.DataFrame(rows)
 
 
-def calibrate(true_val: np.ndarray, pred_val: np.ndarray, legal_age: int, max_minors_not_asked: float) -> Policy:
+def calibrate(true_val: np.ndarray, pred_val: np.ndarray, legal_age: int, max_minors_not_asked: float,
+              youngest_minor: int = 0) -> Policy:
     """The cheapest rule (lowest T) that meets the target on validation; the safest one if none does."""
-    n_minors = int(np.sum(true_val < legal_age))
+    n_minors = int(np.sum((true_val >= youngest_minor) & (true_val < legal_age)))
     if n_minors == 0:
-        raise DataError(f"the validation split has no minors (under {legal_age}): the ID-check rule cannot be "
-                        "calibrated; use data with minors or a larger prepare.val_fraction")
+        raise DataError(f"the validation split has no minors (aged {youngest_minor}-{legal_age - 1}): the ID-check "
+                        "rule cannot be calibrated; use data with minors or a larger prepare.val_fraction")
     grid = np.arange(legal_age, SEARCH_MAX + SEARCH_STEP / 2, SEARCH_STEP)
-    table = tradeoff(true_val, pred_val, legal_age, grid)
+    table = tradeoff(true_val, pred_val, legal_age, grid, youngest_minor)
     ok = table[table["minors_not_asked"] <= max_minors_not_asked]
     met = not ok.empty
     row = ok.iloc[0] if met else table.iloc[-1]
     return Policy(threshold=float(row["threshold"]), legal_age=legal_age, max_minors_not_asked=max_minors_not_asked,
                   met_on_val=met, val_minors_not_asked=float(row["minors_not_asked"]),
                   val_adults_asked=float(row["adults_asked"]), val_adults_25plus_asked=float(row["adults_25plus_asked"]),
-                  val_n_minors=n_minors)
+                  val_n_minors=n_minors, youngest_minor=youngest_minor)
