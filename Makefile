@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: demo test install repro mlflow-ui
+.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,13 @@ repro: install
 
 mlflow-ui: install
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+# Benchmarks (not tests: they measure; each writes its JSON report to results/bench/, see BENCHMARKS.md).
+bench-quality: install
+	$(BIN)/python bench/quality.py
+
+bench-speed: install
+	$(BIN)/python bench/speed.py
+
+bench-id-check: install
+	$(BIN)/python bench/id_check.py

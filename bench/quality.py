@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,12 +26,12 @@ import numpy as np  # noqa: E402
 from faceage.config import PrepareConfig, load_params, to_flat_dict  # noqa: E402
 from faceage.errors import DataError  # noqa: E402
 
-DEFAULT_IMAGES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "utkface-sample" / "images"
+from common import UTKFACE_IMAGES, subset_dir  # noqa: E402  (bench/common.py, beside this script)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES.resolve(), help="UTKFace images folder")
+    ap.add_argument("--images", type=Path, default=UTKFACE_IMAGES, help="UTKFace images folder")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="train/evaluate settings to use")
     ap.add_argument("--budget-minutes", type=float, default=60.0, help="training wall-clock budget")
     ap.add_argument("--max-epochs", type=int, default=200)
@@ -42,16 +41,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a train.* or evaluate.* param (YAML value), e.g. --set train.head=dex")
     return ap.parse_args(argv)
-
-
-def subset_dir(images: Path, n: int, seed: int) -> Path:
-    """A temporary folder of symbolic links to n of the faces (the files themselves stay in ../shared)."""
-    files = sorted(p for p in images.iterdir() if p.suffix.lower() == ".jpg")
-    pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
-    tmp = Path(tempfile.mkdtemp(prefix="faceage-utk-"))
-    for i in sorted(pick):
-        (tmp / files[i].name).symlink_to(files[i])
-    return tmp
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -121,7 +110,7 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
         tta = predict_ages(result.model, test.images, eval_cfg.batch_size, tta_flip=True)
         pred = tta if eval_cfg.tta_flip else plain
         pred_val = predict_ages(result.model, val.images, eval_cfg.batch_size, tta_flip=eval_cfg.tta_flip)
-        policy = calibrate(val.ages, pred_val, eval_cfg.legal_age, policy_cfg.max_minors_not_asked)
+        policy = calibrate(val.ages, pred_val, eval_cfg.legal_age, policy_cfg.max_minors_not_asked, eval_cfg.youngest_minor)
         baseline_age = float(np.median(train.ages))
         metrics, _ = score(test.ages, pred, eval_cfg, baseline_age, policy, test.rows)
         rows = test.rows
@@ -140,11 +129,11 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
             "minors_not_asked": check["minors_not_asked"], "adults_asked": check["adults_asked"],
             "adults_25plus_asked": check["adults_25plus_asked"], "id_check": check,
             "by_gender": by_attribute(test.ages, pred, rows["gender"].fillna("").astype(str).to_numpy(), UTK_GENDERS,
-                                      eval_cfg.legal_age, eval_cfg.id_check_threshold),
+                                      eval_cfg.legal_age, eval_cfg.id_check_threshold, eval_cfg.youngest_minor),
             "by_race": by_attribute(test.ages, pred, rows["race"].fillna("").astype(str).to_numpy(), UTK_RACES,
-                                    eval_cfg.legal_age, eval_cfg.id_check_threshold),
+                                    eval_cfg.legal_age, eval_cfg.id_check_threshold, eval_cfg.youngest_minor),
             "policy": metrics["policy"],
-            "id_tradeoff_test": tradeoff(test.ages, pred, eval_cfg.legal_age).round(4).to_dict(orient="list"),
+            "id_tradeoff_test": tradeoff(test.ages, pred, eval_cfg.legal_age, youngest_minor=eval_cfg.youngest_minor).round(4).to_dict(orient="list"),
             "train_minutes": round(result.seconds / 60, 2), "epochs": int(len(result.history)),
             "best_epoch": result.best_epoch, "best_val_mae": round(result.best_val_mae, 4),
             "n_train": int(len(train.ages)), "n_val": int(len(val.ages)), "n_test": int(len(test.ages)),

@@ -8,10 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "utkface-sample" / "images"
+
+
+def require_shared() -> None:
+    if not SHARED.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SHARED} is missing")
+        pytest.skip("shared UTKFace sample not found")
 
 
 def run_bench(script: str, tmp_path: Path, *args: str) -> dict:
@@ -25,10 +33,7 @@ def run_bench(script: str, tmp_path: Path, *args: str) -> dict:
 
 
 def test_quality_benchmark_tiny_mode_reports_every_field(tmp_path: Path) -> None:
-    if not SHARED.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SHARED} is missing")
-        pytest.skip("shared UTKFace sample not found")
+    require_shared()
     report = run_bench("quality.py", tmp_path)
     for key in ("mae", "baseline_mae", "cs5", "mae_by_group", "minors_not_asked", "train_minutes", "n_test",
                 "by_gender", "by_race", "policy", "id_tradeoff_test", "command"):
@@ -45,3 +50,46 @@ def test_pruning_benchmark_tiny_mode_compares_both_studies(tmp_path: Path) -> No
     for result in report["results"].values():
         assert result["epochs_trained"] > 0 and result["best_val_mae"] > 0
     assert set(report["ratios_vs_none"]["median"]) == {"epochs", "wall_time", "best_val_mae_delta"}
+
+
+def test_speed_benchmark_tiny_mode_reports_every_headline(tmp_path: Path) -> None:
+    require_shared()
+    report = run_bench("speed.py", tmp_path)
+    for key in ("pipeline_vs_model_only", "bf16_speedup", "time_to_mae8_speedup", "infer_p50_ms", "prepare_img_per_s",
+                "ceiling_gflops", "training_img_per_s", "time_to_mae8", "inference", "prepare", "command"):
+        assert key in report, key
+    assert report["tiny"] and report["prepare"]["images"] == 240
+    assert report["ceiling_gflops"]["fp32"] > 0 and report["ceiling_gflops"]["bf16"] > 0
+    sizes = report["training_img_per_s"]
+    assert set(sizes) == {"32px_fp32", "32px_bf16", "48px_fp32"}
+    assert {"model_only", "pipeline", "seed_jpeg_per_epoch", "mfu_vs_matmul_ceiling"} <= set(sizes["48px_fp32"])
+    assert set(report["time_to_mae8"]["ours"]) == {"fp32", "bf16"}
+    for run in (*report["time_to_mae8"]["ours"].values(), report["time_to_mae8"]["seed"]):
+        assert run["epochs"] and run["last_val_mae"] > 0 and run["images_seen"] > 0
+    infer = report["inference"]
+    for key in ("end_to_end", "model_only", "eager_call", "model_predict_call"):
+        assert infer[key]["p50_ms"] > 0 and infer[key]["p95_ms"] >= infer[key]["p50_ms"]
+
+
+def test_id_check_report_from_saved_predictions(tmp_path: Path) -> None:
+    """Generated predictions with a known answer: the one 15-year-old who looks 33 sets the rule."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    for split in ("val", "test"):
+        ages = np.concatenate([np.full(20, 4.0), rng.integers(13, 18, 40), rng.integers(18, 80, 140)]).astype(float)
+        pred = ages + rng.normal(0, 2, len(ages))
+        pred[:20] = 50.0  # toddlers who look 50: not minors at the till, so they must not move the rule
+        pred[20] = 33.0 if split == "val" else 20.0
+        pd.DataFrame({"age": ages, "predicted": pred, "gender": rng.integers(0, 2, len(ages)),
+                      "race": rng.integers(0, 5, len(ages))}).to_csv(tmp_path / f"predictions_{split}.csv", index=False)
+    out = tmp_path / "id_check.json"
+    proc = subprocess.run([sys.executable, "bench/id_check.py", "--predictions", str(tmp_path), "--out", str(out),
+                           "--max-minors-not-asked", "0"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["minors"] == "13-17" and report["policy"]["met_on_val"]
+    assert report["policy"]["threshold"] == pytest.approx(33.25) and report["policy"]["val_n_minors"] == 40
+    assert report["test"]["minors_not_asked"] == 0.0 and 0 < report["test"]["minors_not_asked_upper95"] < 0.1
+    assert set(report["fairness_test"]) == {"gender", "race"} and set(report["fairness_test"]["gender"]) == {"male", "female"}
+    assert (tmp_path / "id_check.png").is_file()

@@ -1,0 +1,21 @@
+"""What the benchmark scripts share: where the real faces are, and a seeded subset of them."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+# The shared UTKFace sample, read in place (licence: non-commercial research; never copied into the project).
+UTKFACE_IMAGES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "utkface-sample" / "images").resolve()
+
+
+def subset_dir(images: Path, n: int, seed: int) -> Path:
+    """A temporary folder of symbolic links to n of the faces (the files themselves stay where they are)."""
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() == ".jpg")
+    pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
+    tmp = Path(tempfile.mkdtemp(prefix="faceage-utk-"))
+    for i in sorted(pick):
+        (tmp / files[i].name).symlink_to(files[i])
+    return tmp
