@@ -210,7 +210,7 @@ def throughput(train_cfg, cached: dict[int, np.ndarray], ages: np.ndarray, files
     results: dict[str, dict] = {}
     cases = [(s.profile_size, "float32", False, s.steps_small), (s.profile_size, "mixed_bfloat16", False, s.steps_small)]
     if s.xla:
-        # Keras cannot XLA-compile the random augmentation layers (it warns and falls back to no XLA), so XLA is
+        # Keras cannot XLA-compile the rotation/zoom/shift layers (it warns and falls back to no XLA), so XLA is
         # compared on the model without them, against the same model without XLA.
         cases += [(s.profile_size, "float32", "noaug", s.steps_small), (s.profile_size, "float32", "xla", s.steps_small)]
     cases.append((s.full_size, "float32", False, s.steps_full))

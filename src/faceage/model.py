@@ -125,5 +125,7 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
     )
     if cfg.jit_compile and not model.jit_compile:
         # Keras only warns and trains without XLA; say it plainly instead of measuring something else.
-        raise ConfigError("train.jit_compile: true, but Keras cannot XLA-compile this model (its random augmentation "
-                          "layers do not support it); set train.jit_compile: false or turn every train.augment option off")
+        blockers = sorted({type(layer).__name__ for layer in model._flatten_layers() if not layer.supports_jit})
+        raise ConfigError(f"train.jit_compile: true, but Keras cannot XLA-compile this model ({', '.join(blockers)} "
+                          "do not support it); set train.jit_compile: false or turn train.augment rotation, zoom "
+                          "and shift off (flip, brightness and contrast are fine)")
