@@ -112,25 +112,19 @@ def forward_flops(model) -> float:
     return total
 
 
-class StepTimer:
-    """Wall time of each training step (a Keras callback built lazily, so importing this file stays cheap)."""
+def step_timer():
+    """A Keras callback recording the wall-clock end of every training step (built here, so importing stays cheap)."""
+    import keras
 
-    def __new__(cls):
-        import keras
+    class _StepTimer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ends: list[float] = []
 
-        class _Timer(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.ends: list[float] = []
-                self.start = 0.0
+        def on_train_batch_end(self, batch, logs=None) -> None:
+            self.ends.append(time.perf_counter())
 
-            def on_train_begin(self, logs=None) -> None:
-                self.start = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None) -> None:
-                self.ends.append(time.perf_counter())
-
-        return _Timer()
+    return _StepTimer()
 
 
 def steady_rate(ends: list[float], warmup: int, batch_size: int) -> float:
@@ -160,7 +154,7 @@ def same_batch(batch: np.ndarray, ages: np.ndarray):
 
 def fit_rate(model, dataset, warmup: int, steps: int) -> float:
     """Training steps through `model.fit` over a PyDataset, as the train stage runs them."""
-    timer = StepTimer()
+    timer = step_timer()
     model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
     return steady_rate(timer.ends, warmup, dataset.batch_size)
 
