@@ -32,6 +32,11 @@ def per_group(true: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "n", "mae", "mean_signed_error"])
 
 
+def minor_mask(true: np.ndarray, legal_age: float, youngest_minor: float = 0) -> np.ndarray:
+    """Who counts as a minor in the ID-check rates: aged `youngest_minor` to `legal_age` - 1."""
+    return (true >= youngest_minor) & (true < legal_age)
+
+
 def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: float,
              youngest_minor: float = 0) -> dict[str, float | int]:
     """The store's rule "ask for ID when the estimated age is under `threshold`".
@@ -44,7 +49,7 @@ def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: fl
     A rate is NaN when its group has nobody in the data.
     """
     asked = pred < threshold
-    minors = (true >= youngest_minor) & (true < legal_age)
+    minors = minor_mask(true, legal_age, youngest_minor)
     adults = true >= legal_age
     adults25 = true >= 25
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from faceage.errors import DataError
-from faceage.metrics import id_check
+from faceage.metrics import id_check, minor_mask
 
 POLICY_FILE = "policy.json"
 REPORT_THRESHOLDS = np.arange(18, 41, 1.0)     # the trade-off table people read
@@ -70,7 +70,7 @@ def tradeoff(true: np.ndarray, pred: np.ndarray, legal_age: float, thresholds: n
 def calibrate(true_val: np.ndarray, pred_val: np.ndarray, legal_age: int, max_minors_not_asked: float,
               youngest_minor: int = 0) -> Policy:
     """The cheapest rule (lowest T) that meets the target on validation; the safest one if none does."""
-    n_minors = int(np.sum((true_val >= youngest_minor) & (true_val < legal_age)))
+    n_minors = int(np.sum(minor_mask(true_val, legal_age, youngest_minor)))
     if n_minors == 0:
         raise DataError(f"the validation split has no minors (aged {youngest_minor}-{legal_age - 1}): the ID-check "
                         "rule cannot be calibrated; use data with minors or a larger prepare.val_fraction")
