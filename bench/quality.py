@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
     from faceage.data.layouts import UTK_GENDERS, UTK_RACES
     from faceage.data.prepared import load_prepared
     from faceage.evaluate import score
-    from faceage.inference import predict_ages
+    from faceage.inference import estimate
     from faceage.metrics import by_attribute
     from faceage.policy import calibrate, tradeoff
     from faceage.prepare import run_prepare
@@ -106,18 +106,26 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
                           tags=run_tags({"bench": "quality", "data": "utkface-sample"})):
         mlflow.log_params(to_flat_dict(train_cfg, "train."))
         result = fit(train_cfg, train, val, callbacks=[mlflow.keras.MlflowCallback()], verbose=2)
-        plain = predict_ages(result.model, test.images, eval_cfg.batch_size, tta_flip=False)
-        tta = predict_ages(result.model, test.images, eval_cfg.batch_size, tta_flip=True)
-        pred = tta if eval_cfg.tta_flip else plain
-        pred_val = predict_ages(result.model, val.images, eval_cfg.batch_size, tta_flip=eval_cfg.tta_flip)
+        plain = estimate(result.model, test.images, eval_cfg.batch_size, tta_flip=False).ages
+        tta_estimates = estimate(result.model, test.images, eval_cfg.batch_size, tta_flip=True)
+        tta = tta_estimates.ages
+        test_estimates = tta_estimates if eval_cfg.tta_flip else estimate(result.model, test.images, eval_cfg.batch_size)
+        pred = test_estimates.ages
+        val_estimates = estimate(result.model, val.images, eval_cfg.batch_size, tta_flip=eval_cfg.tta_flip)
+        pred_val = val_estimates.ages
         policy = calibrate(val.ages, pred_val, eval_cfg.legal_age, policy_cfg.max_minors_not_asked, eval_cfg.youngest_minor)
         baseline_age = float(np.median(train.ages))
         metrics, _ = score(test.ages, pred, eval_cfg, baseline_age, policy, test.rows)
         rows = test.rows
         # Kept for later analysis (not in git): the model and both splits' predictions.
         result.model.save(args.work_dir / "model.keras")
-        for name, split, p in (("val", val, pred_val), ("test", test, pred)):
-            split.rows.assign(predicted=np.round(p, 2)).to_csv(args.work_dir / f"predictions_{name}.csv", index=False)
+        # A dex head also gives P(age < legal age) per face (p_minor), for rules on the chance of being a minor.
+        for name, split, est in (("val", val, val_estimates), ("test", test, test_estimates)):
+            rows_out = split.rows.assign(predicted=np.round(est.ages, 2))
+            if est.probs is not None:
+                rows_out["p_minor"] = np.round(est.p_under(eval_cfg.legal_age), 5)
+                np.save(args.work_dir / f"probs_{name}.npy", est.probs)
+            rows_out.to_csv(args.work_dir / f"predictions_{name}.csv", index=False)
         check = metrics["id_check"]
         summary = {
             "mae": metrics["mae"], "baseline_mae": metrics["baseline_mae"], "baseline_age": baseline_age,

@@ -54,7 +54,7 @@ def test_augmentation_layers_follow_params_and_are_inactive_at_inference() -> No
 
 @pytest.mark.parametrize("backbone", ["resnet50", "mobilenet_v3_small"])
 def test_build_model_outputs_one_age_per_image(backbone: str) -> None:
-    model = build_model(TrainConfig(backbone=backbone, augment=NO_AUG), SIZE, mean_age=30.0)
+    model = build_model(TrainConfig(backbone=backbone, augment=NO_AUG), SIZE, 30.0)
     out = model.predict(np.zeros((3, SIZE, SIZE, 3), "float32"), verbose=0)
     assert out.shape == (3, 1) and np.isfinite(out).all()
     assert model.get_layer("age").bias.numpy()[0] == pytest.approx(30.0)

@@ -55,7 +55,7 @@ class AugmentConfig:
 class TrainConfig:
     backbone: str = field(default="resnet50", metadata=_choice("resnet50", "mobilenet_v3_small"))
     weights: str | None = None
-    head: str = field(default="regression", metadata=_choice("regression"))
+    head: str = field(default="regression", metadata=_choice("regression", "dex"))
     epochs: int = field(default=12, metadata=_range(1, 10_000))
     time_budget_minutes: float = field(default=0.0, metadata=_range(0.0, 100_000.0))
     batch_size: int = field(default=32, metadata=_range(1, 4096))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -23,25 +24,51 @@ def input_size(model: keras.Model) -> int:
     return int(model.input_shape[1])
 
 
+def has_age_distribution(model: keras.Model) -> bool:
+    """True for a dex-head model (a probability per whole age), False for a regression head (one age)."""
+    return int(model.output_shape[-1]) > 1
+
+
+@dataclass(frozen=True)
+class Estimates:
+    ages: np.ndarray                    # (n,) float32: the age, or the expected age of the distribution
+    probs: np.ndarray | None = None     # (n, 121) float32 for a dex head: P(age = 0, 1, ..., 120)
+
+    def p_under(self, age: float) -> np.ndarray | None:
+        """P(true age < age) per face (whole years: sums the bins below `age`); None without a distribution."""
+        if self.probs is None:
+            return None
+        return self.probs[:, : int(np.ceil(age))].sum(axis=1)
+
+
 def _predict_batch(model: keras.Model, batch: np.ndarray, flip: bool) -> np.ndarray:
     x = np.asarray(batch, dtype="float32")
     if flip:
         x = x[:, :, ::-1]
-    return np.asarray(model.predict_on_batch(x), dtype="float32").reshape(-1)
+    return np.asarray(model.predict_on_batch(x), dtype="float32")
 
 
-def predict_ages(model: keras.Model, images: np.ndarray, batch_size: int = 64, tta_flip: bool = False) -> np.ndarray:
-    """Predicted ages (float32, shape (n,)); with tta_flip, the mean over the face and its mirror image.
+def estimate(model: keras.Model, images: np.ndarray, batch_size: int = 64, tta_flip: bool = False) -> Estimates:
+    """The model's estimates for decoded faces; with tta_flip, the mean output over the face and its mirror.
 
     One compiled `predict_on_batch` call per batch: `model.predict` costs ~50 ms of set-up per call, which
     dominates one-photo checkout latency, and an eager `model(x)` is ~8x slower still (bench/speed.py).
     uint8 faces are converted to float32 one batch at a time, so large sets never double in memory.
     """
-    out = np.zeros(len(images), dtype="float32")
+    width = int(model.output_shape[-1])
+    out = np.zeros((len(images), width), dtype="float32")
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
         pred = _predict_batch(model, batch, flip=False)
         if tta_flip:
             pred = (pred + _predict_batch(model, batch, flip=True)) / 2
-        out[start:start + len(pred)] = pred
-    return out
+        out[start:start + len(pred)] = pred.reshape(len(pred), width)
+    if width == 1:
+        return Estimates(out[:, 0])
+    ages = (out @ np.arange(width, dtype="float32")).astype("float32")
+    return Estimates(ages, out)
+
+
+def predict_ages(model: keras.Model, images: np.ndarray, batch_size: int = 64, tta_flip: bool = False) -> np.ndarray:
+    """Predicted ages (float32, shape (n,)): `estimate(...).ages`."""
+    return estimate(model, images, batch_size, tta_flip).ages

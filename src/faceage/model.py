@@ -2,6 +2,11 @@
 backbone (ResNet50 by default) -> age head. The preprocessing lives inside the saved model, so whatever
 serves it needs only decoded, resized RGB pixels.
 
+Two heads (`train.head`): `regression` outputs the age (shape (n, 1)); `dex` outputs a probability for every
+whole age 0-120 (shape (n, 121), "DEX": Rothe et al. 2015), trained on a Gaussian label distribution around
+the true age plus the absolute error of the expected age (DLDL-v2, Gao et al. 2018). Its age is the expected
+value, and it also says how sure it is: P(age < 18) drives the ID check (faceage.policy).
+
 Plain Keras 3 (keras.ops and layers only), so it runs on the TensorFlow or the JAX backend.
 """
 
@@ -10,14 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers, ops
 
+from faceage.ages import MAX_AGE
 from faceage.config import AugmentConfig, TrainConfig
 from faceage.errors import ConfigError
 
 # ImageNet channel means (BGR order) used by the "caffe" preprocessing of keras.applications.ResNet50.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 HUBER_DELTA_YEARS = 5.0
+AGE_BINS = MAX_AGE + 1          # the dex head: one probability per whole age 0..MAX_AGE
+DEX_SIGMA_YEARS = 2.0           # spread of the Gaussian label distribution around the true age
+DEX_L1_WEIGHT = 1.0             # weight of |expected age - true age| beside the cross-entropy
 
 
 @keras.saving.register_keras_serializable(package="faceage")
@@ -78,8 +88,9 @@ def backbone(cfg: TrainConfig, image_size: int) -> tuple[keras.Model, layers.Lay
     raise ConfigError(f"train.backbone: {cfg.backbone!r} is not supported")
 
 
-def build_model(cfg: TrainConfig, image_size: int, mean_age: float) -> keras.Model:
-    """Assemble the full model. The head's bias starts at the training mean age, so epoch 1 starts sane."""
+def build_model(cfg: TrainConfig, image_size: int, train_ages: np.ndarray | float) -> keras.Model:
+    """Assemble the full model. The head starts at the training ages (their mean, or their smoothed histogram
+    for dex), so epoch 1 starts sane."""
     inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
     augment = augmentation(cfg.augment, cfg.seed)
     x = augment(inputs) if augment.layers else inputs
@@ -87,11 +98,49 @@ def build_model(cfg: TrainConfig, image_size: int, mean_age: float) -> keras.Mod
     if preprocess is not None:
         x = preprocess(x)
     x = net(x)
-    age = layers.Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(mean_age), name="age")(x)
-    return keras.Model(inputs, age, name=f"faceage_{cfg.backbone}")
+    if cfg.head == "dex":
+        prior = np.log(ops.convert_to_numpy(label_distribution(np.asarray(train_ages, "float32"))).mean(axis=0) + 1e-6)
+        logits = layers.Dense(AGE_BINS, dtype="float32", bias_initializer=keras.initializers.Constant(prior),
+                              name="age_logits")(x)
+        out = layers.Softmax(dtype="float32", name="age_probs")(logits)
+    else:
+        mean_age = float(np.mean(train_ages))
+        out = layers.Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(mean_age), name="age")(x)
+    return keras.Model(inputs, out, name=f"faceage_{cfg.backbone}")
 
 
-def loss_fn(name: str) -> keras.losses.Loss:
+def label_distribution(ages, sigma: float = DEX_SIGMA_YEARS):
+    """Gaussian over the whole ages 0..MAX_AGE around each age, normalised (works on numpy arrays and tensors)."""
+    ages = ops.reshape(ops.cast(ages, "float32"), (-1, 1))
+    bins = ops.reshape(ops.arange(AGE_BINS, dtype="float32"), (1, -1))
+    weights = ops.exp(-0.5 * ops.square((bins - ages) / sigma))
+    return weights / ops.sum(weights, axis=-1, keepdims=True)
+
+
+def expected_age(probs):
+    """The age of a dex output: the expected value of its distribution."""
+    return ops.sum(ops.cast(probs, "float32") * ops.arange(AGE_BINS, dtype="float32"), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="faceage")
+class AgeDistributionLoss(keras.losses.Loss):
+    """Cross-entropy against the Gaussian label distribution + DEX_L1_WEIGHT x |expected age - age|."""
+
+    def call(self, y_true, y_pred):
+        ages = ops.reshape(ops.cast(y_true, "float32"), (-1,))
+        probs = ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0)
+        cross_entropy = -ops.sum(label_distribution(ages) * ops.log(probs), axis=-1)
+        return cross_entropy + DEX_L1_WEIGHT * ops.abs(expected_age(probs) - ages)
+
+
+def _expected_age_error(y_true, y_pred):
+    return ops.abs(expected_age(y_pred) - ops.reshape(ops.cast(y_true, "float32"), (-1,)))
+
+
+def loss_fn(name: str, head: str = "regression") -> keras.losses.Loss:
+    """The training loss: `train.loss` on the age for the regression head; the dex head has its own."""
+    if head == "dex":
+        return AgeDistributionLoss()
     if name == "mse":
         return keras.losses.MeanSquaredError()
     if name == "mae":
@@ -119,8 +168,9 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optim
 def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate(cfg, steps_per_epoch)),
-        loss=loss_fn(cfg.loss),
-        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+        loss=loss_fn(cfg.loss, cfg.head),
+        metrics=[keras.metrics.MeanMetricWrapper(_expected_age_error, name="mae") if cfg.head == "dex"
+                 else keras.metrics.MeanAbsoluteError(name="mae")],
         jit_compile=cfg.jit_compile,
     )
     if cfg.jit_compile and not model.jit_compile:

@@ -82,7 +82,7 @@ def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callba
     image_size = int(train.images.shape[1])
     train_data = ArrayBatches(train.images, train.ages, cfg.batch_size, shuffle=True, seed=cfg.seed)
     val_data = ArrayBatches(val.images, val.ages, cfg.batch_size, shuffle=False)
-    model = build_model(cfg, image_size, mean_age=float(np.mean(train.ages)))
+    model = build_model(cfg, image_size, train.ages)
     compile_model(model, cfg, steps_per_epoch=len(train_data))
 
     best = BestEpoch()
