@@ -1,10 +1,15 @@
 """The alcohol ID check of a trained model, from its saved validation and test predictions: the rule calibrated
 on validation (never on test), what it reaches on test with 95% confidence bounds, the trade-off table, and the
 same rates per gender and race. No training: it re-reads what bench/quality.py saved, so different minor bands,
-targets or rules can be compared on one model in seconds.
+targets or rules can be compared on one model in seconds. For a dex-head model (bench/quality.py also saved
+probs_*.npy) both rules are compared: "ask when the estimated age is under T" and "ask when the chance of being
+a minor is at least p", each calibrated on validation, and each rule's cost to adults on test at equal shares of
+minors not asked (read off the test curves: for comparing the two kinds of rule, not for choosing one).
 
     .venv/bin/python bench/id_check.py                                  # results/bench/quality-work/predictions_*.csv
     .venv/bin/python bench/id_check.py --youngest-minor 0 --out /tmp/all-minors.json
+    .venv/bin/python bench/id_check.py --predictions results/bench/quality-dex-work --decide-on chance \
+        --out results/bench/id_check-dex.json
 
 Writes results/bench/id_check.json and results/bench/id_check.png.
 """
@@ -31,12 +36,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--legal-age", type=int, default=params.evaluate.legal_age)
     ap.add_argument("--youngest-minor", type=int, default=params.evaluate.youngest_minor)
     ap.add_argument("--max-minors-not-asked", type=float, default=params.policy.max_minors_not_asked)
+    ap.add_argument("--decide-on", choices=("age", "chance"), default=params.policy.decide_on,
+                    help="the rule reported in detail (chance needs a dex-head model's probs_*.npy)")
     ap.add_argument("--out", type=Path, default=Path("results/bench/id_check.json"))
     return ap.parse_args(argv)
 
 
-def read_predictions(folder: Path, split: str) -> pd.DataFrame:
+def read_predictions(folder: Path, split: str):
+    """(rows, Estimates) of one split; the age distributions too when a dex model's probs_<split>.npy is there."""
     from faceage.errors import DataError
+    from faceage.estimates import Estimates
 
     path = folder / f"predictions_{split}.csv"
     if not path.is_file():
@@ -45,36 +54,68 @@ def read_predictions(folder: Path, split: str) -> pd.DataFrame:
     missing = {"age", "predicted"} - set(frame.columns)
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    return frame
+    probs_path = folder / f"probs_{split}.npy"
+    probs = np.load(probs_path) if probs_path.is_file() else None
+    if probs is not None and len(probs) != len(frame):
+        raise DataError(f"{probs_path}: {len(probs)} rows but {path} has {len(frame)}; rerun bench/quality.py")
+    return frame, Estimates(frame["predicted"].to_numpy("float32"), probs)
+
+
+def cost_at_equal_safety(true: np.ndarray, est, legal_age: int, youngest_minor: int, decide_on: str,
+                         levels: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1)) -> dict[str, float | None]:
+    """Share of adults 25+ asked by the cheapest rule of this kind with at most each share of minors not asked,
+    read off the test curve (an oracle choice: it compares kinds of rule, it does not choose one)."""
+    from faceage.policy import _rules, tradeoff
+
+    table = tradeoff(true, est, legal_age, decide_on, _rules(decide_on, legal_age, None), youngest_minor)
+    out: dict[str, float | None] = {}
+    for level in levels:
+        ok = table[table["minors_not_asked"] <= level + 1e-12]
+        out[f"minors_not_asked<={level:g}"] = float(ok["adults_25plus_asked"].iloc[0]) if not ok.empty else None
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     from faceage import figures
     from faceage.data.layouts import UTK_GENDERS, UTK_RACES
     from faceage.evaluate import _clean
-    from faceage.metrics import by_attribute, id_check
+    from faceage.errors import DataError
+    from faceage.metrics import by_attribute, id_check, id_rates
     from faceage.policy import calibrate, tradeoff
 
     args = parse_args(argv)
-    val, test = read_predictions(args.predictions, "val"), read_predictions(args.predictions, "test")
+    (val, val_est), (test, test_est) = read_predictions(args.predictions, "val"), read_predictions(args.predictions, "test")
+    kinds = ("age", "chance") if test_est.probs is not None else ("age",)
+    if args.decide_on not in kinds:
+        raise DataError(f"{args.predictions}: no probs_*.npy (a regression-head model): --decide-on chance needs a dex model")
     band = (args.youngest_minor, args.legal_age)
-    policy = calibrate(val["age"].to_numpy(float), val["predicted"].to_numpy(float), args.legal_age,
-                       args.max_minors_not_asked, args.youngest_minor)
-    true, pred = test["age"].to_numpy(float), test["predicted"].to_numpy(float)
-    reached = id_check(true, pred, args.legal_age, policy.threshold, args.youngest_minor)
+    true, pred = test["age"].to_numpy(float), test_est.ages
+    policies = {kind: calibrate(val["age"].to_numpy(float), val_est, args.legal_age, args.max_minors_not_asked,
+                                args.youngest_minor, kind) for kind in kinds}
+    rules = {kind: {"rule": p.rule, "threshold": p.threshold, "met_on_val": p.met_on_val,
+                    "val_minors_not_asked": p.val_minors_not_asked, "val_adults_25plus_asked": p.val_adults_25plus_asked,
+                    "test": id_rates(true, p.ask(test_est), args.legal_age, args.youngest_minor),
+                    "test_adults_25plus_asked_at": cost_at_equal_safety(true, test_est, args.legal_age,
+                                                                        args.youngest_minor, kind)}
+             for kind, p in policies.items()}
+    policy = policies[args.decide_on]
+    asked = policy.ask(test_est)
+    reached = id_rates(true, asked, args.legal_age, args.youngest_minor)
     fairness = {}
     for column, names in (("gender", UTK_GENDERS), ("race", UTK_RACES)):
         if column in test and test[column].notna().any():
             labels = test[column].fillna("").astype(str).str.replace(r"\.0$", "", regex=True).to_numpy(dtype=object)
-            fairness[column] = by_attribute(true, pred, labels, names, args.legal_age, policy.threshold, args.youngest_minor)
-    table = tradeoff(true, pred, args.legal_age, youngest_minor=args.youngest_minor)
+            fairness[column] = by_attribute(true, pred, asked, labels, names, args.legal_age, args.youngest_minor)
+    table = tradeoff(true, test_est, args.legal_age, youngest_minor=args.youngest_minor)
     at = {f"T={t:g}": id_check(true, pred, args.legal_age, t, args.youngest_minor) for t in (25.0, 30.0, 35.0, 40.0)}
     report = {
         "minors": f"{band[0]}-{band[1] - 1}", "target_max_minors_not_asked": args.max_minors_not_asked,
-        "policy": {"threshold": policy.threshold, "met_on_val": policy.met_on_val,
+        "mae_test": float(np.mean(np.abs(pred - true))),
+        "policy": {"decide_on": policy.decide_on, "rule": policy.rule, "threshold": policy.threshold,
+                   "met_on_val": policy.met_on_val,
                    "val_minors_not_asked": policy.val_minors_not_asked, "val_n_minors": policy.val_n_minors,
                    "val_adults_25plus_asked": policy.val_adults_25plus_asked},
-        "test": reached, "fairness_test": fairness, "fixed_rules_test": at,
+        "test": reached, "fairness_test": fairness, "fixed_rules_test": at, "rules": rules,
         "tradeoff_test": table.round(4).to_dict(orient="list"),
         "predictions": str(args.predictions), "n_val": len(val), "n_test": len(test),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
@@ -82,9 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_clean(report), indent=2) + "\n")
-    figures.id_tradeoff(table, {"store rule": 25.0, "calibrated": policy.threshold}, args.out.with_suffix(".png"),
+    points = {"store rule": 25.0, **({"calibrated": policy.threshold} if policy.decide_on == "age" else {})}
+    figures.id_tradeoff(table, points, args.out.with_suffix(".png"),
                         minors=f"minors ({report['minors']})", title="ID check trade-off, real faces (test split)")
-    print(f"minors {report['minors']}: calibrated T={policy.threshold:g} on val ({policy.val_n_minors} minors, "
+    if "chance" in kinds:
+        chances = tradeoff(true, test_est, args.legal_age, "chance", youngest_minor=args.youngest_minor)
+        figures.id_tradeoff(chances, {"calibrated": policies["chance"].threshold},
+                            args.out.with_name(args.out.stem + "-chance.png"), minors=f"minors ({report['minors']})",
+                            title="ID check on the chance of being a minor, real faces (test split)", decide_on="chance")
+    for kind, r in rules.items():
+        print(f"{kind:>6} rule calibrated on val: {r['rule']} -> test {r['test']['minors_not_asked']:.1%} minors not "
+              f"asked, {r['test']['adults_25plus_asked']:.1%} adults 25+ asked; at equal safety on test: "
+              + ", ".join(f"{k}: {'-' if v is None else f'{v:.1%}'}" for k, v in r["test_adults_25plus_asked_at"].items()))
+    print(f"minors {report['minors']}: calibrated '{policy.rule}' on val ({policy.val_n_minors} minors, "
           f"{policy.val_minors_not_asked:.1%} not asked; met: {policy.met_on_val}); on test "
           f"{reached['minors_not_asked']:.1%} of {reached['n_minors']} minors not asked "
           f"(95% upper bound {reached['minors_not_asked_upper95']:.1%}), {reached['adults_25plus_asked']:.1%} of adults 25+ asked")

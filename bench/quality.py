@@ -113,9 +113,10 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
         pred = test_estimates.ages
         val_estimates = estimate(result.model, val.images, eval_cfg.batch_size, tta_flip=eval_cfg.tta_flip)
         pred_val = val_estimates.ages
-        policy = calibrate(val.ages, pred_val, eval_cfg.legal_age, policy_cfg.max_minors_not_asked, eval_cfg.youngest_minor)
+        policy = calibrate(val.ages, val_estimates, eval_cfg.legal_age, policy_cfg.max_minors_not_asked,
+                           eval_cfg.youngest_minor, policy_cfg.decide_on)
         baseline_age = float(np.median(train.ages))
-        metrics, _ = score(test.ages, pred, eval_cfg, baseline_age, policy, test.rows)
+        metrics, _ = score(test.ages, test_estimates, eval_cfg, baseline_age, policy, test.rows)
         rows = test.rows
         # Kept for later analysis (not in git): the model and both splits' predictions.
         result.model.save(args.work_dir / "model.keras")
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
                 np.save(args.work_dir / f"probs_{name}.npy", est.probs)
             rows_out.to_csv(args.work_dir / f"predictions_{name}.csv", index=False)
         check = metrics["id_check"]
+        store_asked = pred < eval_cfg.id_check_threshold
         summary = {
             "mae": metrics["mae"], "baseline_mae": metrics["baseline_mae"], "baseline_age": baseline_age,
             "cs5": metrics["cs5"], "rmse": metrics["rmse"], "median_ae": metrics["median_ae"],
@@ -136,12 +138,13 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
             "mae_by_group": metrics["by_group"],
             "minors_not_asked": check["minors_not_asked"], "adults_asked": check["adults_asked"],
             "adults_25plus_asked": check["adults_25plus_asked"], "id_check": check,
-            "by_gender": by_attribute(test.ages, pred, rows["gender"].fillna("").astype(str).to_numpy(), UTK_GENDERS,
-                                      eval_cfg.legal_age, eval_cfg.id_check_threshold, eval_cfg.youngest_minor),
-            "by_race": by_attribute(test.ages, pred, rows["race"].fillna("").astype(str).to_numpy(), UTK_RACES,
-                                    eval_cfg.legal_age, eval_cfg.id_check_threshold, eval_cfg.youngest_minor),
+            "by_gender": by_attribute(test.ages, pred, store_asked, rows["gender"].fillna("").astype(str).to_numpy(),
+                                      UTK_GENDERS, eval_cfg.legal_age, eval_cfg.youngest_minor),
+            "by_race": by_attribute(test.ages, pred, store_asked, rows["race"].fillna("").astype(str).to_numpy(),
+                                    UTK_RACES, eval_cfg.legal_age, eval_cfg.youngest_minor),
             "policy": metrics["policy"],
-            "id_tradeoff_test": tradeoff(test.ages, pred, eval_cfg.legal_age, youngest_minor=eval_cfg.youngest_minor).round(4).to_dict(orient="list"),
+            "id_tradeoff_test": tradeoff(test.ages, test_estimates, eval_cfg.legal_age,
+                                         youngest_minor=eval_cfg.youngest_minor).round(4).to_dict(orient="list"),
             "train_minutes": round(result.seconds / 60, 2), "epochs": int(len(result.history)),
             "best_epoch": result.best_epoch, "best_val_mae": round(result.best_val_mae, 4),
             "n_train": int(len(train.ages)), "n_val": int(len(val.ages)), "n_test": int(len(test.ages)),
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
     print(f"MAE {summary['mae']:.2f} (plain {summary['mae_plain']:.2f}, flip TTA {summary['mae_tta_flip']:.2f}) vs "
           f"constant baseline {summary['baseline_mae']:.2f} -> ratio {summary['mae'] / summary['baseline_mae']:.3f}; "
           f"CS@5 {summary['cs5']:.1%}; minors not asked (T={eval_cfg.id_check_threshold:g}) "
-          f"{summary['minors_not_asked']}; calibrated rule T={policy.threshold:g} (met on val: {policy.met_on_val}): "
+          f"{summary['minors_not_asked']}; calibrated rule '{policy.rule}' (met on val: {policy.met_on_val}): "
           f"minors not asked {summary['policy']['minors_not_asked']}, adults 25+ asked {summary['policy']['adults_25plus_asked']}; "
           f"{summary['epochs']} epochs in {summary['train_minutes']} min; report {args.out}")
     return 0

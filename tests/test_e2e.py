@@ -114,17 +114,23 @@ def test_second_repro_does_nothing(repo: Path, repro: subprocess.CompletedProces
 
 
 def test_exp_run_makes_a_new_experiment_and_mlflow_run(repo: Path, repro: subprocess.CompletedProcess) -> None:
+    """An experiment with the dex head and the ID check decided on the chance of being a minor, end to end."""
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "baseline results"], repo)
-    sh(["dvc", "exp", "run", "-n", "lr-half", "-S", "train.learning_rate=0.0005"], repo)
+    sh(["dvc", "exp", "run", "-n", "dex-chance", "-S", "train.learning_rate=0.0005", "-S", "train.head=dex",
+        "-S", "policy.decide_on=chance"], repo)
     shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo).stdout)
-    assert "lr-half" in json.dumps(shown)
+    assert "dex-chance" in json.dumps(shown)
     client = mlflow_client(repo)
     runs = client.search_runs([client.get_experiment_by_name("faceage").experiment_id],
-                              filter_string="tags.`dvc.exp_name` = 'lr-half'")
+                              filter_string="tags.`dvc.exp_name` = 'dex-chance'")
     assert len(runs) == 1
-    assert runs[0].data.params["train.learning_rate"] == "0.0005"
+    assert runs[0].data.params["train.learning_rate"] == "0.0005" and runs[0].data.params["train.head"] == "dex"
     assert "test_mae" in runs[0].data.metrics
+    policy = json.loads((repo / "results/evaluate/policy.json").read_text())
+    assert policy["decide_on"] == "chance" and 0 < policy["threshold"] < 1
+    assert (repo / "results/evaluate/plots/id_tradeoff_chance.png").stat().st_size > 1000
+    assert "p_minor" in (repo / "results/evaluate/predictions.csv").read_text().splitlines()[0]
 
 
 def wait_for(url: str, seconds: float) -> None:
@@ -231,7 +237,10 @@ def test_served_model_answers_like_evaluate_and_survives_garbage(repo: Path, rep
         answer = body["predictions"][0]
         assert answer["age"] == pytest.approx(float(first["predicted"]), abs=0.02)  # training/serving parity
         policy = json.loads((repo / "results/evaluate/policy.json").read_text())
-        assert answer["ask_id"] == (answer["age"] < policy["threshold"])
+        if policy["decide_on"] == "chance":  # the workspace holds the dex experiment (test_exp_run)
+            assert answer["ask_id"] == (float(first["p_minor"]) >= policy["threshold"])
+        else:
+            assert answer["ask_id"] == (answer["age"] < policy["threshold"])
         status, body = _post(f"{base}/invocations", {"dataframe_split": {"columns": ["image"], "data": [["bm90IGFuIGltYWdl"]]}})
         assert 400 <= status < 500 and "not an image" in json.dumps(body)
         status, _ = _post(f"{base}/invocations", {"dataframe_split": {"columns": ["image"], "data": [[image]]},

@@ -13,9 +13,10 @@ import pytest
 from faceage.config import AugmentConfig, TrainConfig
 from faceage.data.prepared import Split
 from faceage.errors import ConfigError, DataError
-from faceage.inference import input_size, load_model, predict_ages
-from faceage.model import CaffePreprocess, augmentation, build_model
-from faceage.train import TimeBudget, cosine_value, fit
+from faceage.inference import estimate, input_size, load_model, predict_ages
+from faceage.model import (AGE_BINS, AgeDistributionLoss, CaffePreprocess, augmentation, build_model, expected_age,
+                           label_distribution)
+from faceage.train import ArrayBatches, TimeBudget, age_weights, cosine_value, fit
 
 SIZE = 32
 NO_AUG = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)
@@ -139,3 +140,52 @@ def test_xla_with_augmentation_layers_is_a_clear_error_not_a_silent_fallback() -
     model = build_model(plain, SIZE, 30.0)
     compile_model(model, plain, steps_per_epoch=1)
     assert model.jit_compile
+
+
+def test_label_distribution_is_a_gaussian_around_the_age_and_the_loss_prefers_the_true_age() -> None:
+    dist = keras.ops.convert_to_numpy(label_distribution(np.array([0.0, 17.0, 120.0])))
+    assert dist.shape == (3, AGE_BINS)
+    np.testing.assert_allclose(dist.sum(axis=1), 1.0, rtol=1e-5)
+    assert list(dist.argmax(axis=1)) == [0, 17, 120]
+    assert keras.ops.convert_to_numpy(expected_age(dist))[1] == pytest.approx(17.0, abs=1e-3)
+    loss = AgeDistributionLoss()
+    right = float(loss(np.array([17.0]), dist[1:2]))
+    wrong = float(loss(np.array([40.0]), dist[1:2]))
+    assert right < wrong and wrong - right > 23  # the L1 term alone adds the 23 years
+
+
+def test_dex_head_outputs_a_distribution_that_starts_at_the_training_ages() -> None:
+    ages = np.full(50, 40.0)
+    model = build_model(TrainConfig(head="dex", augment=NO_AUG), SIZE, ages)
+    out = model.predict(np.zeros((2, SIZE, SIZE, 3), "float32"), verbose=0)
+    assert out.shape == (2, AGE_BINS)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    est = estimate(model, np.zeros((2, SIZE, SIZE, 3), "uint8"))
+    assert est.probs is not None and est.ages == pytest.approx([40.0, 40.0], abs=8)  # the prior, plus untrained noise
+    np.testing.assert_allclose(est.p_under(18), est.probs[:, :18].sum(axis=1))
+
+
+def test_fit_with_the_dex_head_trains_saves_and_reloads(tmp_path: Path) -> None:
+    cfg = TrainConfig(head="dex", epochs=2, batch_size=8, augment=NO_AUG, precision="mixed_bfloat16")
+    result = fit(cfg, tiny_split(32), tiny_split(16, seed=1), verbose=0)
+    assert np.isfinite(result.history[["loss", "mae", "val_mae"]].to_numpy()).all()
+    path = tmp_path / "model.keras"
+    result.model.save(path)
+    loaded = load_model(path)
+    x = tiny_split(4, seed=2).images
+    before, after = estimate(result.model, x, tta_flip=True), estimate(loaded, x, tta_flip=True)
+    np.testing.assert_allclose(after.probs, before.probs, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(after.ages, after.probs @ np.arange(AGE_BINS), rtol=1e-5)
+
+
+def test_ages_10_to_30_can_weigh_more_in_the_loss() -> None:
+    ages = np.array([5.0, 10.0, 17.0, 30.0, 31.0, 60.0], dtype="float32")
+    assert age_weights(ages, 1.0) is None
+    np.testing.assert_array_equal(age_weights(ages, 3.0), [1, 3, 3, 3, 1, 1])
+    images = np.zeros((6, SIZE, SIZE, 3), "uint8")
+    x, y, w = ArrayBatches(images, ages, 4, shuffle=False, weights=age_weights(ages, 3.0))[0]
+    assert x.shape == (4, SIZE, SIZE, 3) and list(w) == [1, 3, 3, 3]
+    assert len(ArrayBatches(images, ages, 4, shuffle=False)[0]) == 2
+    result = fit(TrainConfig(epochs=1, batch_size=4, augment=NO_AUG, weight_ages_10_30=3.0), tiny_split(8),
+                 tiny_split(4, seed=1), verbose=0)
+    assert np.isfinite(result.best_val_mae)

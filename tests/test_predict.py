@@ -20,7 +20,7 @@ from faceage.cli import app
 from faceage.config import AugmentConfig, PredictConfig, TrainConfig
 from faceage.data.images import load_face
 from faceage.faces import detect_boxes
-from faceage.inference import predict_ages
+from faceage.inference import estimate, predict_ages
 from faceage.model import build_model
 from faceage.policy import Policy
 
@@ -134,3 +134,37 @@ def test_served_pyfunc_matches_the_model_and_rejects_garbage(faces: list[Path], 
     for bad, message in (("", "empty"), ("%%%", "not valid base64"), (base64.b64encode(b"hello").decode(), "not an image")):
         with pytest.raises(MlflowException, match=message):
             service.predict(None, pd.DataFrame({"image": [bad]}))
+
+
+def test_a_dex_model_with_a_chance_rule_reports_and_applies_the_chance_of_being_a_minor(
+        faces: list[Path], tmp_path: Path) -> None:
+    """predict and the served pyfunc apply the saved chance rule: ask when P(age < 18) >= p."""
+    from faceage.serve import FaceAgeService
+
+    keras.utils.set_random_seed(0)
+    model = build_model(TrainConfig(head="dex", augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)),
+                        SIZE, np.array([10.0, 16.0, 30.0, 50.0]))
+    model.save(tmp_path / "model.keras")
+    # An untrained model gives every face about the prior's P(minor) (0.5 here); a p near the median splits them.
+    pixels = np.stack([load_face(p, SIZE)[0] for p in faces])
+    p_minor = estimate(model, pixels, tta_flip=True).p_under(18)  # params.yaml: evaluate.tta_flip true
+    cut = float(np.median(p_minor))
+    Policy(threshold=cut, legal_age=18, decide_on="chance").save(tmp_path / "policy.json")
+    result = invoke(tmp_path, "--format", "json", "--no-detect", *map(str, faces))
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert "chance of being under 18" in body["id_check"]
+    rows = body["faces"]
+    np.testing.assert_allclose([r["p_minor"] for r in rows], p_minor, atol=1e-4)
+    assert [r["ask_id"] for r in rows] == list(p_minor >= cut)
+
+    class Context:
+        artifacts = {"model": str(tmp_path / "model.keras"), "policy": str(tmp_path / "policy.json")}
+        model_config = {**PredictConfig().__dict__, "tta_flip": False}
+
+    service = FaceAgeService()
+    service.load_context(Context())
+    request = pd.DataFrame({"image": [base64.b64encode(p.read_bytes()).decode() for p in faces]})
+    answer = service.predict(None, request, params={"detect": False})
+    assert list(answer["ask_id"]) == list(estimate(model, pixels).p_under(18) >= cut)  # served without TTA here
+    assert "chance of being under 18" in answer["rule"][0]

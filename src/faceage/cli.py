@@ -128,12 +128,12 @@ def evaluate(
             out.print(f"registered model faceage version {registry['version']}: {verdict} ({registry['reason']})")
         policy_metrics = metrics.get("policy")
         if policy_metrics:
-            out.print(f"calibrated rule: ask under {policy_metrics['threshold']:g} -> minors not asked "
+            out.print(f"calibrated rule: {policy_metrics['rule']} -> minors not asked "
                       f"{_pct(policy_metrics['minors_not_asked'])}, adults 25+ asked {_pct(policy_metrics['adults_25plus_asked'])}")
             if not policy_metrics["met_on_val"]:
                 err.print(f"[bold red]warning:[/] no threshold meets policy.max_minors_not_asked="
                           f"{policy_metrics['max_minors_not_asked']:g} on the validation split; the safest one found "
-                          f"(T={policy_metrics['threshold']:g}) is used. Do not rely on this model for the ID check.")
+                          f"({policy_metrics['rule']}) is used. Do not rely on this model for the ID check.")
 
 
 @app.command()
@@ -201,23 +201,23 @@ def predict(
         cfg = load_params(params)
         predict_cfg = dataclasses.replace(cfg.predict, detect=False) if no_detect else cfg.predict
         if policy.is_file():
-            rule = Policy.load(policy)
-            threshold, source = rule.threshold, f"calibrated rule from {policy}"
+            rule, source = Policy.load(policy), f"calibrated rule from {policy}"
         else:
-            threshold, source = cfg.evaluate.id_check_threshold, "store rule evaluate.id_check_threshold (no calibrated policy found)"
+            rule = Policy(cfg.evaluate.id_check_threshold, cfg.evaluate.legal_age)
+            source = "store rule evaluate.id_check_threshold (no calibrated policy found)"
             err.print(f"[yellow]note:[/] {policy} not found; using {source}")
         keras_model = load_model(model)
         files, missing = expand_inputs(paths)
-        rows = missing + predict_files(files, keras_model, threshold, predict_cfg, all_faces, cfg.evaluate.tta_flip)
+        rows = missing + predict_files(files, keras_model, rule, predict_cfg, all_faces, cfg.evaluate.tta_flip)
     records = [r.as_dict() for r in rows]
     if fmt is OutputFormat.json:
-        print(json.dumps({"id_check": f"ask when age < {threshold:g} ({source})", "faces": records}, indent=2))
+        print(json.dumps({"id_check": f"{rule.rule} ({source})", "faces": records}, indent=2))
     elif fmt is OutputFormat.csv:
         writer = csv_module.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else ["file"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(records)
     else:
-        table = Table(title=f"ID check: ask when the estimated age is under {threshold:g}")
+        table = Table(title=f"ID check: {rule.rule}")
         for column in ("file", "face", "box", "age", "group", "ID?", "note"):
             table.add_column(column)
         for r in rows:

@@ -62,7 +62,8 @@ class TrainConfig:
     learning_rate: float = field(default=1e-3, metadata=_range(0.0, 10.0, lo_open=True))
     schedule: str = field(default="cosine", metadata=_choice("constant", "cosine"))
     warmup_epochs: int = field(default=1, metadata=_range(0, 10_000))
-    loss: str = field(default="mse", metadata=_choice("mse", "mae", "huber"))
+    loss: str = field(default="mse", metadata=_choice("mse", "mae", "huber"))   # regression head only
+    weight_ages_10_30: float = field(default=1.0, metadata=_range(0.0, 100.0, lo_open=True))  # loss weight of faces aged 10-30
     early_stopping_patience: int = field(default=0, metadata=_range(0, 10_000))
     precision: str = field(default="float32", metadata=_choice("float32", "mixed_bfloat16"))
     jit_compile: bool = False
@@ -83,6 +84,8 @@ class EvaluateConfig:
 class PolicyConfig:
     # The calibrated ID-check rule may let at most this share of minors through unasked (on validation).
     max_minors_not_asked: float = field(default=0.02, metadata=_range(0.0, 1.0))
+    # age: ask when the estimated age is under T; chance: ask when P(age < legal age) >= p (train.head: dex)
+    decide_on: str = field(default="age", metadata=_choice("age", "chance"))
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,9 @@ def parse_params(raw: Any) -> Params:
     if params.evaluate.youngest_minor >= params.evaluate.legal_age:
         raise ConfigError(f"evaluate.youngest_minor: {params.evaluate.youngest_minor} must be below evaluate.legal_age "
                           f"({params.evaluate.legal_age})")
+    if params.policy.decide_on == "chance" and params.train.head != "dex":
+        raise ConfigError("policy.decide_on: chance needs a model that gives the chance of each age (train.head: dex); "
+                          f"train.head is {params.train.head!r}. Set policy.decide_on: age or train.head: dex")
     p = params.prepare
     if p.val_fraction + p.test_fraction >= 0.9:
         raise ConfigError("prepare.val_fraction + prepare.test_fraction: must leave at least 10% for training")

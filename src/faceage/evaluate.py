@@ -19,8 +19,9 @@ from faceage.config import EvaluateConfig, PolicyConfig, PredictConfig, to_flat_
 from faceage.data.layouts import UTK_GENDERS, UTK_RACES
 from faceage.data.prepared import load_prepared
 from faceage.errors import DataError
-from faceage.inference import input_size, load_model, predict_ages
-from faceage.metrics import by_attribute, id_check, per_group, regression_metrics
+from faceage.estimates import Estimates
+from faceage.inference import estimate, input_size, load_model
+from faceage.metrics import by_attribute, id_check, id_rates, per_group, regression_metrics
 from faceage.policy import POLICY_FILE, Policy, calibrate, tradeoff
 
 OUT_DIR = Path("results/evaluate")
@@ -37,13 +38,14 @@ def _clean(value: object) -> object:
     return value
 
 
-def score(true: np.ndarray, pred: np.ndarray, cfg: EvaluateConfig, baseline_age: float | None,
+def score(true: np.ndarray, est: Estimates, cfg: EvaluateConfig, baseline_age: float | None,
           policy: Policy | None = None, rows: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
     """All metrics of one evaluation: (metrics dict, per-group table).
 
     With a calibrated `policy`, its rule is scored too, overall and, where the rows carry UTKFace gender and
     race codes, per group (the fairness of the decision).
     """
+    pred = est.ages
     groups = per_group(true, pred)
     metrics: dict = {**regression_metrics(true, pred), "n_test": int(len(true))}
     if baseline_age is not None:
@@ -55,37 +57,50 @@ def score(true: np.ndarray, pred: np.ndarray, cfg: EvaluateConfig, baseline_age:
     metrics["by_group"] = {r.group: {"n": r.n, "mae": r.mae, "mean_signed_error": r.mean_signed_error}
                            for r in groups.itertuples()}
     if policy is not None:
-        rates = id_check(true, pred, policy.legal_age, policy.threshold, policy.youngest_minor)
-        metrics["policy"] = {"threshold": policy.threshold, "met_on_val": policy.met_on_val,
+        asked = policy.ask(est)
+        rates = id_rates(true, asked, policy.legal_age, policy.youngest_minor)
+        metrics["policy"] = {"decide_on": policy.decide_on, "threshold": policy.threshold, "rule": policy.rule,
+                             "met_on_val": policy.met_on_val,
                              "max_minors_not_asked": policy.max_minors_not_asked,
                              "val_minors_not_asked": policy.val_minors_not_asked,
                              "val_adults_25plus_asked": policy.val_adults_25plus_asked, **rates}
         for column, names in (("gender", UTK_GENDERS), ("race", UTK_RACES)):
             if rows is not None and column in rows and rows[column].notna().any():
                 labels = rows[column].astype("string").fillna("").to_numpy(dtype=object)
-                metrics["policy"][f"by_{column}"] = by_attribute(true, pred, labels, names, policy.legal_age,
-                                                                    policy.threshold, policy.youngest_minor)
+                metrics["policy"][f"by_{column}"] = by_attribute(true, pred, asked, labels, names, policy.legal_age,
+                                                                    policy.youngest_minor)
     return _clean(metrics), groups
 
 
-def write_outputs(out_dir: Path, rows: pd.DataFrame, true: np.ndarray, pred: np.ndarray, metrics: dict,
+def write_outputs(out_dir: Path, rows: pd.DataFrame, true: np.ndarray, est: Estimates, metrics: dict,
                   groups: pd.DataFrame, history: pd.DataFrame | None, cfg: EvaluateConfig,
                   policy: Policy | None = None) -> list[Path]:
-    """metrics.json, predictions.csv, per_group.csv, id_tradeoff.csv and the figures; returns the figure paths."""
+    """metrics.json, predictions.csv, per_group.csv, id_tradeoff.csv and the figures; returns the figure paths.
+
+    A dex-head model also gets p_minor (P(age < legal age)) per face and the trade-off of the chance rule."""
+    pred = est.ages
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     predictions = pd.DataFrame({"file": rows["file"].to_numpy(), "age": true, "predicted": np.round(pred, 2),
                                 "error": np.round(pred - true, 2), "group": age_group(true)})
+    if est.probs is not None:
+        predictions["p_minor"] = np.round(est.p_under(cfg.legal_age), 5)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
     groups.round(4).to_csv(out_dir / "per_group.csv", index=False)
-    table = tradeoff(true, pred, cfg.legal_age, youngest_minor=cfg.youngest_minor)
+    minors = f"minors ({cfg.youngest_minor}-{cfg.legal_age - 1})"
+    table = tradeoff(true, est, cfg.legal_age, youngest_minor=cfg.youngest_minor)
     table.round(4).to_csv(out_dir / "id_tradeoff.csv", index=False)
-    points = {"store rule": cfg.id_check_threshold, **({"calibrated": policy.threshold} if policy else {})}
+    points = {"store rule": cfg.id_check_threshold,
+              **({"calibrated": policy.threshold} if policy and policy.decide_on == "age" else {})}
     plots = out_dir / "plots"
     paths = [figures.predicted_vs_true(true, pred, plots / "predicted_vs_true.png"),
              figures.error_by_group(groups, plots / "error_by_group.png"),
-             figures.id_tradeoff(table, points, plots / "id_tradeoff.png",
-                                 minors=f"minors ({cfg.youngest_minor}-{cfg.legal_age - 1})")]
+             figures.id_tradeoff(table, points, plots / "id_tradeoff.png", minors=minors)]
+    if est.probs is not None:
+        chances = tradeoff(true, est, cfg.legal_age, "chance", youngest_minor=cfg.youngest_minor)
+        chance_points = {"calibrated": policy.threshold} if policy and policy.decide_on == "chance" else {}
+        paths.append(figures.id_tradeoff(chances, chance_points, plots / "id_tradeoff_chance.png", minors=minors,
+                                         decide_on="chance"))
     if history is not None:
         paths.append(figures.learning_curve(history, plots / "learning_curve.png"))
     return paths
@@ -107,15 +122,15 @@ def run_evaluate(cfg: EvaluateConfig, policy_cfg: PolicyConfig, predict_cfg: Pre
     baseline_age = float(np.median(data.split("train").ages))
     model = load_model(train_dir / "model.keras")
     val = data.split("val")
-    policy = calibrate(val.ages, predict_ages(model, val.images, cfg.batch_size, cfg.tta_flip), cfg.legal_age,
-                       policy_cfg.max_minors_not_asked, cfg.youngest_minor)
-    pred = predict_ages(model, test.images, cfg.batch_size, cfg.tta_flip)
-    metrics, groups = score(test.ages, pred, cfg, baseline_age, policy, test.rows)
+    policy = calibrate(val.ages, estimate(model, val.images, cfg.batch_size, cfg.tta_flip), cfg.legal_age,
+                       policy_cfg.max_minors_not_asked, cfg.youngest_minor, policy_cfg.decide_on)
+    est = estimate(model, test.images, cfg.batch_size, cfg.tta_flip)
+    metrics, groups = score(test.ages, est, cfg, baseline_age, policy, test.rows)
     history_path = train_dir / "history.csv"
     history = pd.read_csv(history_path) if history_path.is_file() else None
     out_dir.mkdir(parents=True, exist_ok=True)
     policy.save(out_dir / POLICY_FILE)
-    plot_paths = write_outputs(out_dir, test.rows, test.ages, pred, metrics, groups, history, cfg, policy)
+    plot_paths = write_outputs(out_dir, test.rows, test.ages, est, metrics, groups, history, cfg, policy)
 
     with _evaluation_run(train_dir):
         _log_evaluation(cfg, policy_cfg, metrics, plot_paths, prepare_dir, out_dir)
@@ -182,7 +197,7 @@ def evaluate_external(data_dir: Path, model_path: Path, cfg: EvaluateConfig, out
     if rows.empty:
         raise DataError(f"{data_dir}: no usable images; see {out_dir / 'quarantine.csv'}")
     true = rows["age"].to_numpy(dtype="float32")
-    pred = predict_ages(model, decoded.images, cfg.batch_size, cfg.tta_flip)
-    metrics, groups = score(true, pred, cfg, baseline_age=None, policy=policy, rows=rows)
-    write_outputs(out_dir, rows, true, pred, metrics, groups, None, cfg, policy)
+    est = estimate(model, decoded.images, cfg.batch_size, cfg.tta_flip)
+    metrics, groups = score(true, est, cfg, baseline_age=None, policy=policy, rows=rows)
+    write_outputs(out_dir, rows, true, est, metrics, groups, None, cfg, policy)
     return metrics

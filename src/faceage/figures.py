@@ -98,8 +98,10 @@ def learning_curve(history: pd.DataFrame, path: Path) -> Path:
 
 
 def id_tradeoff(table: pd.DataFrame, operating_points: dict[str, float], path: Path,
-                minors: str = "minors (<18)", title: str = "ID check trade-off (test split)") -> Path:
-    """Share of minors not asked and of adults asked, per threshold T, with the rules in use marked."""
+                minors: str = "minors (<18)", title: str = "ID check trade-off (test split)",
+                decide_on: str = "age") -> Path:
+    """Share of minors not asked and of adults asked, per rule threshold (an age T, or a chance p on a log axis
+    for decide_on chance), with the rules in use marked."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     ax.plot(table["threshold"], table["minors_not_asked"] * 100, marker="o", ms=3, color="tab:red",
@@ -108,8 +110,13 @@ def id_tradeoff(table: pd.DataFrame, operating_points: dict[str, float], path: P
     ax.plot(table["threshold"], table["adults_25plus_asked"] * 100, ls="--", color="tab:blue", label="adults 25+ asked")
     for (name, t), color in zip(operating_points.items(), ("grey", "black")):
         ax.axvline(t, color=color, ls=":", lw=1.2)
-        ax.text(t, ax.get_ylim()[1] * 0.95, f" {name}\n T={t:g}", fontsize=8, va="top")
-    ax.set(xlabel="threshold T: ask for ID when the estimated age is under T", ylabel="% of the group",
-           title=title)
+        ax.text(t, ax.get_ylim()[1] * 0.95, f" {name}\n " + (f"p={t:.3g}" if decide_on == "chance" else f"T={t:g}"), fontsize=8, va="top")
+    if decide_on == "chance":
+        ax.set_xscale("log")
+        ax.invert_xaxis()  # cheaper (fewer adults asked) on the left, as for T
+        ax.set(xlabel="p: ask for ID when the chance of being a minor is at least p", ylabel="% of the group", title=title)
+    else:
+        ax.set(xlabel="threshold T: ask for ID when the estimated age is under T", ylabel="% of the group",
+               title=title)
     ax.legend(loc="center right", fontsize=8)
     return _save(fig, path)

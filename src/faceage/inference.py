@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from faceage.errors import DataError
+from faceage.estimates import Estimates
 
 
 def load_model(path: Path) -> keras.Model:
@@ -22,23 +22,6 @@ def load_model(path: Path) -> keras.Model:
 
 def input_size(model: keras.Model) -> int:
     return int(model.input_shape[1])
-
-
-def has_age_distribution(model: keras.Model) -> bool:
-    """True for a dex-head model (a probability per whole age), False for a regression head (one age)."""
-    return int(model.output_shape[-1]) > 1
-
-
-@dataclass(frozen=True)
-class Estimates:
-    ages: np.ndarray                    # (n,) float32: the age, or the expected age of the distribution
-    probs: np.ndarray | None = None     # (n, 121) float32 for a dex head: P(age = 0, 1, ..., 120)
-
-    def p_under(self, age: float) -> np.ndarray | None:
-        """P(true age < age) per face (whole years: sums the bins below `age`); None without a distribution."""
-        if self.probs is None:
-            return None
-        return self.probs[:, : int(np.ceil(age))].sum(axis=1)
 
 
 def _predict_batch(model: keras.Model, batch: np.ndarray, flip: bool) -> np.ndarray:

@@ -37,18 +37,17 @@ def minor_mask(true: np.ndarray, legal_age: float, youngest_minor: float = 0) ->
     return (true >= youngest_minor) & (true < legal_age)
 
 
-def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: float,
-             youngest_minor: float = 0) -> dict[str, float | int]:
-    """The store's rule "ask for ID when the estimated age is under `threshold`".
+def id_rates(true: np.ndarray, asked: np.ndarray, legal_age: float, youngest_minor: float = 0) -> dict[str, float | int]:
+    """The rates of an ID-check decision (`asked`: True = this buyer is asked for ID).
 
     minors_not_asked: share of buyers aged `youngest_minor` to `legal_age` - 1 (e.g. 13-17: the ones who might
-    try to buy) whom the rule would NOT ask (the dangerous error). Younger children count in neither rate.
-    adults_asked: share of buyers of legal age who would be asked; adults_25plus_asked: the same from 25.
+    try to buy) who are NOT asked (the dangerous error). Younger children count in neither rate.
+    adults_asked: share of buyers of legal age who are asked; adults_25plus_asked: the same from 25.
     minors_not_asked_upper95: the 95% upper confidence bound of minors_not_asked (Wilson score), because a
     share measured on a few dozen teenagers is itself uncertain.
     A rate is NaN when its group has nobody in the data.
     """
-    asked = pred < threshold
+    asked = np.asarray(asked, dtype=bool)
     minors = minor_mask(true, legal_age, youngest_minor)
     adults = true >= legal_age
     adults25 = true >= 25
@@ -66,6 +65,12 @@ def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: fl
     }
 
 
+def id_check(true: np.ndarray, pred: np.ndarray, legal_age: float, threshold: float,
+             youngest_minor: float = 0) -> dict[str, float | int]:
+    """The rates of the store's rule "ask for ID when the estimated age is under `threshold`" (see id_rates)."""
+    return id_rates(true, np.asarray(pred) < threshold, legal_age, youngest_minor)
+
+
 def wilson_upper(k: int, n: int, z: float = 1.96) -> float:
     """Upper end of the Wilson score interval for k successes in n trials (NaN when n is 0)."""
     if n == 0:
@@ -76,14 +81,15 @@ def wilson_upper(k: int, n: int, z: float = 1.96) -> float:
     return float(min(1.0, (centre + spread) / (1 + z * z / n)))
 
 
-def by_attribute(true: np.ndarray, pred: np.ndarray, labels: np.ndarray, names: dict[str, str],
-                 legal_age: float, threshold: float, youngest_minor: float = 0) -> dict[str, dict[str, float | int | None]]:
-    """MAE and the ID-check rates per value of a demographic attribute (e.g. UTKFace gender or race)."""
+def by_attribute(true: np.ndarray, pred: np.ndarray, asked: np.ndarray, labels: np.ndarray, names: dict[str, str],
+                 legal_age: float, youngest_minor: float = 0) -> dict[str, dict[str, float | int | None]]:
+    """MAE and the rates of the ID-check decision `asked` per value of a demographic attribute (e.g. UTKFace
+    gender or race)."""
     out: dict[str, dict[str, float | int | None]] = {}
     for code, name in names.items():
         mask = labels == code
         if mask.any():
-            check = id_check(true[mask], pred[mask], legal_age, threshold, youngest_minor)
+            check = id_rates(true[mask], asked[mask], legal_age, youngest_minor)
             out[name] = {"n": int(mask.sum()), "mae": float(np.mean(np.abs(pred[mask] - true[mask]))),
                          "minors_not_asked": check["minors_not_asked"],
                          "minors_not_asked_upper95": check["minors_not_asked_upper95"],

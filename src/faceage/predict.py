@@ -18,6 +18,7 @@ from faceage.config import PredictConfig
 from faceage.data.images import ImageProblem, open_rgb
 from faceage.data.layouts import IMAGE_SUFFIXES
 from faceage.faces import Face, find_faces
+from faceage.policy import Policy
 
 GLOB_CHARS = set("*?[")
 
@@ -30,6 +31,7 @@ class FaceRow:
     age: float | None = None
     group: str = ""
     ask_id: bool | None = None
+    p_minor: float | None = None     # dex-head models: the chance of being under the legal age
     status: str = "ok"
     reason: str = ""
 
@@ -73,10 +75,10 @@ def faces_of_photo(source: Path | bytes, size: int, cfg: PredictConfig, all_face
     return faces, note
 
 
-def predict_files(files: list[Path], model, threshold: float, cfg: PredictConfig, all_faces: bool = False,
+def predict_files(files: list[Path], model, policy: Policy, cfg: PredictConfig, all_faces: bool = False,
                   tta_flip: bool = False) -> list[FaceRow]:
     """One row per face (or per failed file), in input order. The model is called once, batched."""
-    from faceage.inference import input_size, predict_ages
+    from faceage.inference import estimate, input_size
 
     size = input_size(model)
     rows: list[FaceRow] = []
@@ -91,10 +93,13 @@ def predict_files(files: list[Path], model, threshold: float, cfg: PredictConfig
             rows.append(FaceRow(str(path), face=i, box=",".join(map(str, face.box)), reason=note))
             pixels.append(face.pixels)
     if pixels:
-        ages = predict_ages(model, np.stack(pixels), tta_flip=tta_flip)
+        est = estimate(model, np.stack(pixels), tta_flip=tta_flip)
+        asked = policy.ask(est)
+        p_minor = est.p_under(policy.legal_age)
         scored = [r for r in rows if r.status == "ok"]
-        for row, age in zip(scored, ages):
+        for i, (row, age) in enumerate(zip(scored, est.ages)):
             row.age = round(float(age), 1)
             row.group = str(age_group(float(age)))
-            row.ask_id = bool(age < threshold)
+            row.ask_id = bool(asked[i])
+            row.p_minor = None if p_minor is None else round(float(p_minor[i]), 4)
     return rows

@@ -69,7 +69,7 @@ class FaceAgeService(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from faceage.ages import age_group
         from faceage.data.images import ImageProblem
-        from faceage.inference import predict_ages
+        from faceage.inference import estimate
         from faceage.predict import faces_of_photo
 
         if "image" not in model_input:
@@ -85,9 +85,10 @@ class FaceAgeService(mlflow.pyfunc.PythonModel):
             notes.append(note)
         if not faces:
             raise bad_request("no image in the request")
-        ages = predict_ages(self.model, np.stack([f.pixels for f in faces]), tta_flip=self.tta_flip)
+        est = estimate(self.model, np.stack([f.pixels for f in faces]), tta_flip=self.tta_flip)
+        ages = est.ages
         return pd.DataFrame({"age": np.round(ages.astype(float), 2), "group": [str(g) for g in age_group(ages)],
-                             "ask_id": self.policy.ask(ages), "box": [",".join(map(str, f.box)) for f in faces],
+                             "ask_id": self.policy.ask(est), "box": [",".join(map(str, f.box)) for f in faces],
                              "rule": self.policy.rule, "note": notes})
 
 

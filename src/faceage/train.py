@@ -37,21 +37,37 @@ def pip_requirements() -> list[str]:
     return [f"keras=={version('keras')}", f"{backend_pkg}=={version(backend_pkg)}", f"numpy=={version('numpy')}"]
 
 
-class ArrayBatches(keras.utils.PyDataset):
-    """Batches of cached uint8 faces as float32 (0-255) with their ages; reshuffled every epoch (seeded)."""
+FOCUS_AGES = (10, 30)   # train.weight_ages_10_30 weighs the faces in this range (inclusive): around the legal age
 
-    def __init__(self, images: np.ndarray, ages: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0):
+
+def age_weights(ages: np.ndarray, weight: float) -> np.ndarray | None:
+    """Per-face loss weights: `weight` for ages 10-30, 1 elsewhere; None when weight is 1 (no weighting)."""
+    if weight == 1.0:
+        return None
+    focus = (ages >= FOCUS_AGES[0]) & (ages <= FOCUS_AGES[1])
+    return np.where(focus, weight, 1.0).astype("float32")
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches of cached uint8 faces as float32 (0-255) with their ages (and loss weights, when given);
+    reshuffled every epoch (seeded)."""
+
+    def __init__(self, images: np.ndarray, ages: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
+                 weights: np.ndarray | None = None):
         super().__init__()
         self.images, self.ages, self.batch_size, self.shuffle = images, ages.astype("float32"), batch_size, shuffle
+        self.weights = weights
         self._rng = np.random.default_rng(seed)
         self._order = self._rng.permutation(len(ages)) if shuffle else np.arange(len(ages))
 
     def __len__(self) -> int:
         return math.ceil(len(self.ages) / self.batch_size)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
         idx = np.sort(self._order[i * self.batch_size:(i + 1) * self.batch_size])
-        return self.images[idx].astype("float32"), self.ages[idx]
+        if self.weights is None:
+            return self.images[idx].astype("float32"), self.ages[idx]
+        return self.images[idx].astype("float32"), self.ages[idx], self.weights[idx]
 
     def on_epoch_end(self) -> None:
         if self.shuffle:
@@ -80,7 +96,8 @@ def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callba
     keras.utils.set_random_seed(cfg.seed)
     set_precision(cfg.precision)
     image_size = int(train.images.shape[1])
-    train_data = ArrayBatches(train.images, train.ages, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    train_data = ArrayBatches(train.images, train.ages, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                              weights=age_weights(train.ages, cfg.weight_ages_10_30))
     val_data = ArrayBatches(val.images, val.ages, cfg.batch_size, shuffle=False)
     model = build_model(cfg, image_size, train.ages)
     compile_model(model, cfg, steps_per_epoch=len(train_data))
