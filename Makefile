@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check
+.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check bench-behaviour
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,6 @@ bench-speed: install
 
 bench-id-check: install
 	$(BIN)/python bench/id_check.py
+
+bench-behaviour: install
+	$(BIN)/python bench/behaviour.py

@@ -93,3 +93,43 @@ def test_id_check_report_from_saved_predictions(tmp_path: Path) -> None:
     assert report["test"]["minors_not_asked"] == 0.0 and 0 < report["test"]["minors_not_asked_upper95"] < 0.1
     assert set(report["fairness_test"]) == {"gender", "race"} and set(report["fairness_test"]["gender"]) == {"male", "female"}
     assert (tmp_path / "id_check.png").is_file()
+
+
+def test_id_check_compares_the_age_and_the_chance_rule_of_a_dex_model(tmp_path: Path) -> None:
+    """With probs_*.npy (a dex model), both rules are calibrated on val. Here P(minor) falls with the predicted age,
+    so the two rules rank faces alike and must ask about the same people."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    for split in ("val", "test"):
+        ages = np.concatenate([rng.integers(13, 18, 40), rng.integers(18, 80, 160)]).astype(float)
+        pred = np.clip(ages + rng.normal(0, 3, len(ages)), 1, 100)
+        p_minor = 1 / (1 + np.exp((pred - 18) / 3))
+        probs = np.zeros((len(ages), 121))
+        probs[:, 15] = p_minor
+        probs[np.arange(len(ages)), np.maximum(np.rint(pred).astype(int), 18)] += 1 - p_minor
+        np.save(tmp_path / f"probs_{split}.npy", probs)
+        pd.DataFrame({"age": ages, "predicted": probs @ np.arange(121)}).to_csv(tmp_path / f"predictions_{split}.csv", index=False)
+    out = tmp_path / "id_check.json"
+    proc = subprocess.run([sys.executable, "bench/id_check.py", "--predictions", str(tmp_path), "--out", str(out),
+                           "--decide-on", "chance"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rules = report["rules"]
+    assert set(rules) == {"age", "chance"} and report["policy"]["decide_on"] == "chance"
+    assert "chance of being under 18" in rules["chance"]["rule"] and 0 < rules["chance"]["threshold"] < 1
+    assert rules["chance"]["val_minors_not_asked"] <= 0.02 and rules["age"]["val_minors_not_asked"] <= 0.02
+    assert rules["chance"]["test"]["adults_asked"] == pytest.approx(rules["age"]["test"]["adults_asked"], abs=0.05)
+    assert set(rules["age"]["test_adults_25plus_asked_at"]) == {"minors_not_asked<=0", "minors_not_asked<=0.02",
+                                                                "minors_not_asked<=0.05", "minors_not_asked<=0.1"}
+    assert (tmp_path / "id_check-chance.png").is_file()
+
+
+def test_behaviour_benchmark_tiny_mode_reports_every_change(tmp_path: Path) -> None:
+    require_shared()
+    report = run_bench("behaviour.py", tmp_path)
+    assert report["tiny"] and report["n_faces"] > 10 and report["mae"] > 0
+    assert set(report["changes"]) == {"mirror", "brighter_10pct", "darker_10pct", "shift_2px", "jpeg_q50"}
+    for entry in report["changes"].values():
+        assert entry["p95_abs_change"] >= 0 and 0 <= entry["decisions_flipped_store_T25"] <= 1
+    assert report["changes"]["mirror"]["mean_abs_change"] > 0  # an untrained net is not mirror-symmetric
