@@ -166,8 +166,10 @@ def test_dex_head_outputs_a_distribution_that_starts_at_the_training_ages() -> N
 
 
 def test_fit_with_the_dex_head_trains_saves_and_reloads(tmp_path: Path) -> None:
-    cfg = TrainConfig(head="dex", epochs=2, batch_size=8, augment=NO_AUG, precision="mixed_bfloat16")
-    result = fit(cfg, tiny_split(32), tiny_split(16, seed=1), verbose=0)
+    cfg = TrainConfig(head="dex", epochs=2, batch_size=8, augment=NO_AUG, precision="mixed_bfloat16",
+                      early_stopping_patience=1)
+    result = fit(cfg, tiny_split(32), tiny_split(16, seed=1), checkpoint=tmp_path / "best.weights.h5", verbose=0)
+    assert (tmp_path / "best.weights.h5").is_file()  # the checkpoint knows a lower val_mae is better
     assert np.isfinite(result.history[["loss", "mae", "val_mae"]].to_numpy()).all()
     path = tmp_path / "model.keras"
     result.model.save(path)

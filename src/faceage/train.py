@@ -107,10 +107,11 @@ def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callba
     if cfg.time_budget_minutes > 0:
         all_callbacks.insert(0, TimeBudget(cfg, cfg.time_budget_minutes * 60))
     if cfg.early_stopping_patience > 0:
-        all_callbacks.append(keras.callbacks.EarlyStopping(monitor="val_mae", patience=cfg.early_stopping_patience))
+        all_callbacks.append(keras.callbacks.EarlyStopping(monitor="val_mae", mode="min",
+                                                             patience=cfg.early_stopping_patience))
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        all_callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_mae", save_best_only=True,
+        all_callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_mae", mode="min", save_best_only=True,
                                                              save_weights_only=True))
     start = time.perf_counter()
     keras_history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=all_callbacks,
