@@ -53,8 +53,9 @@ def brightened(x: np.ndarray, factor: float) -> np.ndarray:
 
 def shifted(x: np.ndarray, px: int = SHIFT_PX) -> np.ndarray:
     """Moved right and down by px pixels, the edge row/column repeated (no black border)."""
-    padded = np.pad(x, ((0, 0), (px, 0), (px, 0), (0, 0)), mode="edge")
-    return padded[:, : x.shape[1], : x.shape[2]]
+    from faceage.inference import shifted as move
+
+    return move(x, px, px)
 
 
 def recompressed(x: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:

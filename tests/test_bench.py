@@ -133,3 +133,13 @@ def test_behaviour_benchmark_tiny_mode_reports_every_change(tmp_path: Path) -> N
     for entry in report["changes"].values():
         assert entry["p95_abs_change"] >= 0 and 0 <= entry["decisions_flipped_store_T25"] <= 1
     assert report["changes"]["mirror"]["mean_abs_change"] > 0  # an untrained net is not mirror-symmetric
+
+
+def test_tta_benchmark_tiny_mode_reports_every_view_count(tmp_path: Path) -> None:
+    require_shared()
+    report = run_bench("tta.py", tmp_path)
+    assert report["tiny"] and set(report["configs"]) == {"none", "flip", "flip+shift1", "flip+shift2"}
+    assert [c["views"] for c in report["configs"].values()] == [1, 2, 10, 10]
+    assert report["configs"]["flip"]["test_mae_vs_flip"] == 1.0
+    for entry in report["configs"].values():
+        assert entry["test_mae"] > 0 and set(entry["test_id_check"]) >= {"minors_not_asked", "adults_25plus_asked"}

@@ -191,3 +191,18 @@ def test_ages_10_to_30_can_weigh_more_in_the_loss() -> None:
     result = fit(TrainConfig(epochs=1, batch_size=4, augment=NO_AUG, weight_ages_10_30=3.0), tiny_split(8),
                  tiny_split(4, seed=1), verbose=0)
     assert np.isfinite(result.best_val_mae)
+
+
+def test_shifted_views_repeat_the_edge_and_tta_averages_every_view() -> None:
+    from faceage.inference import shifted, tta_views
+
+    x = np.arange(16, dtype="uint8").reshape(1, 4, 4, 1)
+    np.testing.assert_array_equal(shifted(x, 1, 0)[0, :, :, 0], [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])
+    np.testing.assert_array_equal(shifted(x, 0, -1)[0, :, 0, 0], [1, 5, 9, 13])
+    assert tta_views(False, 0) == [(False, 0, 0)] and len(tta_views(True, 2)) == 10
+    model = build_model(TrainConfig(augment=NO_AUG), SIZE, 30.0)
+    faces = tiny_split(3).images
+    views = [predict_ages(model, shifted(faces, dy, dx)[:, :, ::-1] if flip else shifted(faces, dy, dx))
+             for flip, dy, dx in tta_views(True, 1)]
+    np.testing.assert_allclose(estimate(model, faces, tta_flip=True, tta_shift_px=1).ages, np.mean(views, axis=0),
+                               rtol=1e-4, atol=1e-3)
