@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check bench-behaviour
+.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check bench-behaviour bench-tta
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,6 @@ bench-id-check: install
 
 bench-behaviour: install
 	$(BIN)/python bench/behaviour.py
+
+bench-tta: install
+	$(BIN)/python bench/tta.py
