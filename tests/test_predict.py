@@ -100,7 +100,7 @@ def test_folders_and_globs_and_the_table_format(faces: list[Path], model_dir: Pa
     matches = list(SHARED.glob(faces[0].name.split("_")[0] + "_*"))
     result = invoke(model_dir, pattern)
     assert result.exit_code == 0
-    assert "ID check: ask when the estimated age is under 27.5" in result.stdout
+    assert "ID check: ask for ID when the estimated age is under 27.5" in result.stdout
     assert result.stdout.count(" no ") + result.stdout.count("ASK ID") == len(matches)  # one decision per face
     for path in faces[:3]:
         (tmp_path / "sub").mkdir(exist_ok=True)
