@@ -106,10 +106,10 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
                           tags=run_tags({"bench": "quality", "data": "utkface-sample"})):
         mlflow.log_params(to_flat_dict(train_cfg, "train."))
         result = fit(train_cfg, train, val, callbacks=[mlflow.keras.MlflowCallback()], verbose=2)
-        plain = estimate(result.model, test.images, eval_cfg.batch_size, tta_flip=False).ages
+        plain_estimates = estimate(result.model, test.images, eval_cfg.batch_size, tta_flip=False)
         tta_estimates = estimate(result.model, test.images, eval_cfg.batch_size, tta_flip=True)
-        tta = tta_estimates.ages
-        test_estimates = tta_estimates if eval_cfg.tta_flip else estimate(result.model, test.images, eval_cfg.batch_size)
+        plain, tta = plain_estimates.ages, tta_estimates.ages
+        test_estimates = tta_estimates if eval_cfg.tta_flip else plain_estimates
         pred = test_estimates.ages
         val_estimates = estimate(result.model, val.images, eval_cfg.batch_size, tta_flip=eval_cfg.tta_flip)
         pred_val = val_estimates.ages
