@@ -65,9 +65,9 @@ def cost_at_equal_safety(true: np.ndarray, est, legal_age: int, youngest_minor: 
                          levels: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1)) -> dict[str, float | None]:
     """Share of adults 25+ asked by the cheapest rule of this kind with at most each share of minors not asked,
     read off the test curve (an oracle choice: it compares kinds of rule, it does not choose one)."""
-    from faceage.policy import _rules, tradeoff
+    from faceage.policy import search_grid, tradeoff
 
-    table = tradeoff(true, est, legal_age, decide_on, _rules(decide_on, legal_age, None), youngest_minor)
+    table = tradeoff(true, est, legal_age, decide_on, search_grid(decide_on, legal_age), youngest_minor)
     out: dict[str, float | None] = {}
     for level in levels:
         ok = table[table["minors_not_asked"] <= level + 1e-12]

@@ -79,9 +79,8 @@ class Policy:
         return cls(**raw)
 
 
-def _rules(decide_on: str, legal_age: int, grid: np.ndarray | None) -> np.ndarray:
-    if grid is not None:
-        return grid
+def search_grid(decide_on: str, legal_age: int) -> np.ndarray:
+    """The rule thresholds calibration searches, cheapest first: ages T upwards, or chances p downwards."""
     return CHANCE_GRID if decide_on == "chance" else np.arange(legal_age, SEARCH_MAX + SEARCH_STEP / 2, SEARCH_STEP)
 
 
@@ -107,7 +106,7 @@ def calibrate(true_val: np.ndarray, estimates_val: Estimates, legal_age: int, ma
     if n_minors == 0:
         raise DataError(f"the validation split has no minors (aged {youngest_minor}-{legal_age - 1}): the ID-check "
                         "rule cannot be calibrated; use data with minors or a larger prepare.val_fraction")
-    table = tradeoff(true_val, estimates_val, legal_age, decide_on, _rules(decide_on, legal_age, None), youngest_minor)
+    table = tradeoff(true_val, estimates_val, legal_age, decide_on, search_grid(decide_on, legal_age), youngest_minor)
     ok = table[table["minors_not_asked"] <= max_minors_not_asked]
     met = not ok.empty
     row = ok.iloc[0] if met else table.iloc[-1]
