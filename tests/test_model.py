@@ -16,7 +16,7 @@ from faceage.errors import ConfigError, DataError
 from faceage.inference import estimate, input_size, load_model, predict_ages
 from faceage.model import (AGE_BINS, AgeDistributionLoss, CaffePreprocess, augmentation, build_model, expected_age,
                            label_distribution)
-from faceage.train import ArrayBatches, TimeBudget, age_weights, cosine_value, fit
+from faceage.train import ArrayBatches, TimeBudget, age_weights, cosine_value, fit, mix_up
 
 SIZE = 32
 NO_AUG = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)
@@ -44,10 +44,11 @@ def test_caffe_preprocess_flips_channels_and_subtracts_imagenet_mean() -> None:
 
 def test_augmentation_layers_follow_params_and_are_inactive_at_inference() -> None:
     assert len(augmentation(NO_AUG, 0).layers) == 0
-    full = AugmentConfig(flip=True, rotation=0.1, zoom=0.1, shift=0.1, brightness=0.2, contrast=0.2)
+    full = AugmentConfig(flip=True, rotation=0.1, zoom=0.1, shift=0.1, brightness=0.2, contrast=0.2, erase=0.5)
     aug = augmentation(full, 0)
     assert [type(layer).__name__ for layer in aug.layers] == [
-        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomBrightness", "RandomContrast"]
+        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomBrightness", "RandomContrast",
+        "RandomErasing"]
     x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(aug(x, training=False)), x)
     assert not np.allclose(keras.ops.convert_to_numpy(aug(x, training=True)), x)
@@ -193,6 +194,47 @@ def test_ages_10_to_30_can_weigh_more_in_the_loss() -> None:
     result = fit(TrainConfig(epochs=1, batch_size=4, augment=NO_AUG, weight_ages_10_30=3.0), tiny_split(8),
                  tiny_split(4, seed=1), verbose=0)
     assert np.isfinite(result.best_val_mae)
+
+
+def test_random_erasing_blots_out_one_patch_of_some_faces_only_in_training() -> None:
+    x = np.full((64, SIZE, SIZE, 3), 128.0, "float32")
+    aug = augmentation(dataclasses.replace(NO_AUG, erase=0.5), seed=0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(aug(x, training=False)), x)
+    out = keras.ops.convert_to_numpy(aug(x, training=True))
+    changed = (out != 128.0).any(axis=-1)                     # (faces, rows, cols): pixels blotted out
+    erased = changed.any(axis=(1, 2))
+    assert 0.2 < erased.mean() < 0.8                          # about half the faces, chance 0.5
+    area = changed[erased].mean(axis=(1, 2))
+    assert area.max() <= 0.4 and area.min() > 0.0            # one patch of at most ~a third of the face
+
+
+def test_mixup_blends_faces_ages_and_weights_with_the_same_weight() -> None:
+    images = np.stack([np.full((2, 2, 3), v, "float32") for v in (0.0, 100.0, 200.0)])
+    ages, weights = np.array([10.0, 40.0, 70.0], "float32"), np.array([1.0, 3.0, 1.0], "float32")
+    lam, partner = np.array([1.0, 0.25, 0.5]), np.array([1, 2, 0])
+    x, y, w = mix_up(images, ages, weights, lam, partner)
+    np.testing.assert_allclose(x[:, 0, 0, 0], [0.0, 0.25 * 100 + 0.75 * 200, 0.5 * 200 + 0.5 * 0])
+    np.testing.assert_allclose(y, [10.0, 0.25 * 40 + 0.75 * 70, 0.5 * 70 + 0.5 * 10])
+    np.testing.assert_allclose(w, [1.0, 0.25 * 3 + 0.75 * 1, 1.0])
+
+
+def test_mixup_and_label_jitter_change_training_batches_only_and_replay_with_the_seed() -> None:
+    split = tiny_split(16)
+    plain = ArrayBatches(split.images, split.ages, 8, shuffle=False)
+    jittered = ArrayBatches(split.images, split.ages, 8, shuffle=False, seed=3, label_jitter=2.0)
+    x0, y0 = plain[0]
+    x1, y1 = jittered[0]
+    np.testing.assert_array_equal(x1, x0)
+    assert 0.3 < np.abs(y1 - y0).mean() < 4.0 and (y1 >= 0).all()
+    np.testing.assert_array_equal(ArrayBatches(split.images, split.ages, 8, shuffle=False, seed=3, label_jitter=2.0)[0][1], y1)
+    jittered.on_epoch_end()
+    assert not np.array_equal(jittered[0][1], y1)             # new noise every epoch
+    mixed = ArrayBatches(split.images, split.ages, 8, shuffle=False, seed=3, mixup=0.4)
+    xm, ym = mixed[0]
+    assert xm.shape == x0.shape and not np.allclose(xm, x0)
+    assert ym.min() >= y0.min() - 1e-4 and ym.max() <= y0.max() + 1e-4   # blends stay inside the batch's ages
+    cfg = TrainConfig(epochs=1, batch_size=8, augment=dataclasses.replace(NO_AUG, erase=0.5, mixup=0.4, label_jitter=1.0))
+    assert np.isfinite(fit(cfg, split, tiny_split(4, seed=1), verbose=0).best_val_mae)
 
 
 def test_shifted_views_repeat_the_edge_and_tta_averages_every_view() -> None:

@@ -49,6 +49,9 @@ class AugmentConfig:
     shift: float = field(default=0.05, metadata=_range(0.0, 0.5))
     brightness: float = field(default=0.0, metadata=_range(0.0, 1.0))
     contrast: float = field(default=0.0, metadata=_range(0.0, 1.0))
+    erase: float = field(default=0.0, metadata=_range(0.0, 1.0))         # chance of blotting out a patch (random erasing)
+    mixup: float = field(default=0.0, metadata=_range(0.0, 10.0))        # mixup Beta(a, a) of faces and ages; 0 = off
+    label_jitter: float = field(default=0.0, metadata=_range(0.0, 10.0))  # std of noise added to training ages, years
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ class CaffePreprocess(layers.Layer):
 
 
 def augmentation(cfg: AugmentConfig, seed: int) -> keras.Sequential:
-    """Random transforms from params; active only in training (Keras skips them at inference)."""
+    """Random transforms of the pixels from params; active only in training (Keras skips them at inference).
+    mixup and label jitter change the ages too, so they live in the training batches (faceage.train)."""
     steps: list[layers.Layer] = []
     if cfg.flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed))
@@ -54,6 +55,9 @@ def augmentation(cfg: AugmentConfig, seed: int) -> keras.Sequential:
         steps.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed + 4))
     if cfg.contrast > 0:
         steps.append(layers.RandomContrast(cfg.contrast, seed=seed + 5))
+    if cfg.erase > 0:
+        # Zhong et al. 2017: with chance `erase`, one rectangle (2-33% of the face) becomes noise.
+        steps.append(layers.RandomErasing(factor=(cfg.erase, cfg.erase), value_range=(0, 255), seed=seed + 6))
     return keras.Sequential(steps, name="augment")
 
 

@@ -50,13 +50,20 @@ def age_weights(ages: np.ndarray, weight: float) -> np.ndarray | None:
 
 class ArrayBatches(keras.utils.PyDataset):
     """Batches of cached uint8 faces as float32 (0-255) with their ages (and loss weights, when given);
-    reshuffled every epoch (seeded)."""
+    reshuffled every epoch (seeded).
+
+    Training batches may also change the ages, which is why these two augmentations live here and not in the
+    model: `label_jitter` adds Gaussian noise (years) to each age, `mixup` (Zhang et al. 2018) blends each face
+    with another of the batch, with weight lam ~ Beta(mixup, mixup), and blends their ages (and loss weights) alike.
+    Each batch draws these from its own generator seeded by (seed, epoch, batch), so a run replays exactly.
+    """
 
     def __init__(self, images: np.ndarray, ages: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
-                 weights: np.ndarray | None = None):
+                 weights: np.ndarray | None = None, mixup: float = 0.0, label_jitter: float = 0.0):
         super().__init__()
         self.images, self.ages, self.batch_size, self.shuffle = images, ages.astype("float32"), batch_size, shuffle
-        self.weights = weights
+        self.weights, self.mixup, self.label_jitter, self.seed = weights, mixup, label_jitter, seed
+        self.epoch = 0
         self._rng = np.random.default_rng(seed)
         self._order = self._rng.permutation(len(ages)) if shuffle else np.arange(len(ages))
 
@@ -65,13 +72,31 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
         idx = np.sort(self._order[i * self.batch_size:(i + 1) * self.batch_size])
-        if self.weights is None:
-            return self.images[idx].astype("float32"), self.ages[idx]
-        return self.images[idx].astype("float32"), self.ages[idx], self.weights[idx]
+        images, ages = self.images[idx].astype("float32"), self.ages[idx]
+        weights = None if self.weights is None else self.weights[idx]
+        if self.mixup > 0 or self.label_jitter > 0:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            if self.label_jitter > 0:
+                ages = np.maximum(ages + rng.normal(0.0, self.label_jitter, len(ages)), 0.0).astype("float32")
+            if self.mixup > 0:
+                images, ages, weights = mix_up(images, ages, weights, rng.beta(self.mixup, self.mixup, len(ages)),
+                                               rng.permutation(len(ages)))
+        return (images, ages) if weights is None else (images, ages, weights)
 
     def on_epoch_end(self) -> None:
+        self.epoch += 1
         if self.shuffle:
             self._order = self._rng.permutation(len(self.ages))
+
+
+def mix_up(images: np.ndarray, ages: np.ndarray, weights: np.ndarray | None, lam: np.ndarray,
+           partner: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Blend face k with face partner[k] as lam[k] x own + (1 - lam[k]) x partner's, ages and weights alike."""
+    lam = lam.astype("float32")
+    mixed_images = lam[:, None, None, None] * images + (1 - lam[:, None, None, None]) * images[partner]
+    mixed_ages = lam * ages + (1 - lam) * ages[partner]
+    mixed_weights = None if weights is None else lam * weights + (1 - lam) * weights[partner]
+    return mixed_images, mixed_ages, mixed_weights
 
 
 @dataclass
@@ -97,7 +122,8 @@ def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callba
     set_precision(cfg.precision)
     image_size = int(train.images.shape[1])
     train_data = ArrayBatches(train.images, train.ages, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                              weights=age_weights(train.ages, cfg.weight_ages_10_30))
+                              weights=age_weights(train.ages, cfg.weight_ages_10_30),
+                              mixup=cfg.augment.mixup, label_jitter=cfg.augment.label_jitter)
     val_data = ArrayBatches(val.images, val.ages, cfg.batch_size, shuffle=False)
     model = build_model(cfg, image_size, train.ages)
     compile_model(model, cfg, steps_per_epoch=len(train_data))
