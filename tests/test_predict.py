@@ -131,9 +131,16 @@ def test_served_pyfunc_matches_the_model_and_rejects_garbage(faces: list[Path], 
     assert list(answer["ask_id"]) == list(expected < 27.5)
     detected = service.predict(None, request.iloc[:1])
     assert detected["box"][0] != f"0,0,200,200"
+    assert list(answer["status"]) == ["ok", "ok"]
     for bad, message in (("", "empty"), ("%%%", "not valid base64"), (base64.b64encode(b"hello").decode(), "not an image")):
-        with pytest.raises(MlflowException, match=message):
+        with pytest.raises(MlflowException, match=f"image 0: {message}"):
             service.predict(None, pd.DataFrame({"image": [bad]}))
+    # One bad photo among good ones loses nothing: the good ones are answered, the bad one says why and asks for ID.
+    mixed = service.predict(None, pd.DataFrame({"image": [request["image"][0], "%%%", request["image"][1]]}),
+                            params={"detect": False})
+    assert list(mixed["status"]) == ["ok", "error", "ok"]
+    np.testing.assert_allclose(mixed["age"][[0, 2]], expected, atol=0.01)
+    assert np.isnan(mixed["age"][1]) and bool(mixed["ask_id"][1]) and "image 1: not valid base64" in mixed["note"][1]
 
 
 def test_a_dex_model_with_a_chance_rule_reports_and_applies_the_chance_of_being_a_minor(

@@ -5,8 +5,11 @@ ID-check decision, with the same decoding, face crop and rule as `faceage predic
     curl -s localhost:5001/invocations -H 'Content-Type: application/json' \\
          -d '{"dataframe_split": {"columns": ["image"], "data": [["<base64 JPEG>"]]}}'
 
-A request whose image is missing, empty, too large, not base64, not an image or without a face gets HTTP 400
-with the reason; the server stays up. `params: {"detect": false}` treats the photo as a face crop.
+An image that is missing, empty, too large, not base64, not an image or without a face is not scored: in a request
+with other, good images it comes back as its own row (status "error", the reason in note, no age, ask_id true: a
+shopper whose age cannot be estimated is asked for ID), and the good ones are answered as usual; a request in which
+no image can be scored gets HTTP 400 with every reason. The server stays up. `params: {"detect": false}` treats the
+photo as a face crop.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "image")]),
     outputs=Schema([ColSpec("double", "age"), ColSpec("string", "group"), ColSpec("boolean", "ask_id"),
-                    ColSpec("string", "box"), ColSpec("string", "rule"), ColSpec("string", "note")]),
+                    ColSpec("string", "box"), ColSpec("string", "rule"), ColSpec("string", "status"),
+                    ColSpec("string", "note")]),
     params=ParamSchema([ParamSpec("detect", "boolean", True)]),
 )
 
@@ -40,16 +44,18 @@ def bad_request(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def decode_payload(value: object, index: int) -> bytes:
-    """base64 text -> image bytes, refusing what cannot be an image before decoding it."""
+def decode_payload(value: object) -> bytes:
+    """base64 text -> image bytes, refusing what cannot be an image before decoding it (ImageProblem)."""
+    from faceage.data.images import ImageProblem
+
     if not isinstance(value, str) or not value.strip():
-        raise bad_request(f"image {index}: empty or missing (send the photo as base64 text in column 'image')")
+        raise ImageProblem("empty or missing (send the photo as base64 text in column 'image')")
     if len(value) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-        raise bad_request(f"image {index}: too large ({len(value) * 3 // 4} bytes; at most {MAX_IMAGE_BYTES})")
+        raise ImageProblem(f"too large ({len(value) * 3 // 4} bytes; at most {MAX_IMAGE_BYTES})")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise bad_request(f"image {index}: not valid base64") from None
+        raise ImageProblem("not valid base64") from None
 
 
 class FaceAgeService(mlflow.pyfunc.PythonModel):
@@ -74,22 +80,30 @@ class FaceAgeService(mlflow.pyfunc.PythonModel):
 
         if "image" not in model_input:
             raise bad_request("the request needs a column 'image' (base64 JPEG or PNG)")
+        if len(model_input) == 0:
+            raise bad_request("no image in the request")
         cfg = replace(self.cfg, detect=bool((params or {}).get("detect", self.cfg.detect)))
-        faces, notes = [], []
+        found, problems = {}, {}
         for i, value in enumerate(model_input["image"]):
             try:
-                found, note = faces_of_photo(decode_payload(value, i), self.size, cfg, all_faces=False)
+                faces, note = faces_of_photo(decode_payload(value), self.size, cfg, all_faces=False)
+                found[i] = (faces[0], note)
             except ImageProblem as exc:
-                raise bad_request(f"image {i}: {exc}") from None
-            faces.append(found[0])
-            notes.append(note)
-        if not faces:
-            raise bad_request("no image in the request")
-        est = estimate(self.model, np.stack([f.pixels for f in faces]), tta_flip=self.tta_flip)
-        ages = est.ages
-        return pd.DataFrame({"age": np.round(ages.astype(float), 2), "group": [str(g) for g in age_group(ages)],
-                             "ask_id": self.policy.ask(est), "box": [",".join(map(str, f.box)) for f in faces],
-                             "rule": self.policy.rule, "note": notes})
+                problems[i] = str(exc)
+        if not found:
+            raise bad_request("; ".join(f"image {i}: {why}" for i, why in problems.items()))
+        est = estimate(self.model, np.stack([face.pixels for face, _ in found.values()]), tta_flip=self.tta_flip)
+        scored = dict(zip(found, zip(est.ages, self.policy.ask(est))))
+        rows = []
+        for i in range(len(model_input)):
+            if i in problems:
+                rows.append({"age": np.nan, "group": "", "ask_id": True, "box": "", "rule": self.policy.rule,
+                             "status": "error", "note": f"image {i}: {problems[i]}; not scored, ask for ID"})
+                continue
+            (face, note), (age, ask) = found[i], scored[i]
+            rows.append({"age": round(float(age), 2), "group": str(age_group(float(age))), "ask_id": bool(ask),
+                         "box": ",".join(map(str, face.box)), "rule": self.policy.rule, "status": "ok", "note": note})
+        return pd.DataFrame(rows, columns=SIGNATURE.outputs.input_names())
 
 
 def serving_requirements() -> list[str]:
