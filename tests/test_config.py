@@ -60,6 +60,17 @@ def test_load_repo_params(raw: dict) -> None:
         params.train.epochs = 1  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("name", ["params.yaml", "profiles/full-size.yaml"])
+def test_params_files_set_every_key_so_no_value_comes_from_a_code_default(name: str) -> None:
+    """params.yaml is where the defaults are read (and what DVC tracks): every key the code knows is written there."""
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / name).read_text())
+    def keys(node: dict, prefix: str = "") -> set[str]:
+        return set().union(*[keys(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "space" else {f"{prefix}{k}"}
+                             for k, v in node.items()])
+
+    assert keys(raw) == set(to_flat_dict(Params()))
+
+
 def test_missing_params_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "params.yaml")
