@@ -28,12 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--pruners", default="none,median", help="comma-separated; the first is the baseline")
-    ap.add_argument("--tiny", action="store_true", help="smoke mode: 2 trials x 2 epochs on 120 demo faces, MobileNetV3Small")
+    ap.add_argument("--tiny", action="store_true", help="smoke mode: 1 trial x 2 epochs per study on 120 demo faces, MobileNetV3Small")
     ap.add_argument("--out", type=Path, default=Path("results/bench/pruning.json"))
     ap.add_argument("--work-dir", type=Path, default=Path("results/bench/pruning-work"))
     args = ap.parse_args(argv)
     if args.tiny:
-        args.trials, args.epochs = 2, 2
+        args.trials, args.epochs = 1, 2   # each trial pays ~20 s to build and trace a model: keep CI short
 
     from faceage.config import PrepareConfig, TuneConfig, load_params
     from faceage.data.demo import generate_demo
