@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check bench-behaviour bench-tta
+.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check bench-behaviour bench-tta bench-precision
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: install
 	@echo "Open the MLflow UI on this store:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db  (then http://127.0.0.1:5000)"
 
 test: install
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 repro: install
 	dvc repro
@@ -48,3 +48,6 @@ bench-behaviour: install
 
 bench-tta: install
 	$(BIN)/python bench/tta.py
+
+bench-precision: install
+	$(BIN)/python bench/precision.py

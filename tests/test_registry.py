@@ -21,6 +21,7 @@ def store(tmp_path: Path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("registry-test")  # not an experiment id cached by an earlier test in this process
     yield mlflow.MlflowClient()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
