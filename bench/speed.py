@@ -423,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     cached[s.full_size] = decode_all(root, list(train.rows["file"][:n_cache]), s.full_size, progress=False).images
     log(f"cached {n_cache} faces at {s.full_size}px in {time.perf_counter() - start:.1f} s")
-    train_cfg = dataclasses.replace(params.train, backbone=s.backbone or params.train.backbone)
+    from faceage.hardware import BF16_CPU_FLAGS, cpu_flags, resolve_precision
+
+    train_cfg = dataclasses.replace(params.train, backbone=s.backbone or params.train.backbone,
+                                    precision=resolve_precision(params.train.precision))
     speed = throughput(train_cfg, cached, train.ages[:n_cache], train_files[:n_cache], s, ceiling)
     prof, full = f"{s.profile_size}px", f"{s.full_size}px"
     default_tag = "bf16" if train_cfg.precision != "float32" else "fp32"
@@ -484,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend": keras.backend.backend(),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "cpu_bf16_instructions": sorted(cpu_flags() & BF16_CPU_FLAGS),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

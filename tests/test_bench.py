@@ -71,6 +71,15 @@ def test_speed_benchmark_tiny_mode_reports_every_headline(tmp_path: Path) -> Non
         assert infer[key]["p50_ms"] > 0 and infer[key]["p95_ms"] >= infer[key]["p50_ms"]
 
 
+def test_precision_benchmark_tiny_mode_compares_both_policies_and_auto(tmp_path: Path) -> None:
+    require_shared()
+    report = run_bench("precision.py", tmp_path)
+    assert report["tiny"] and set(report["training_img_per_s"]) == {"float32", "mixed_bfloat16"}
+    assert all(rate > 0 for rate in report["training_img_per_s"].values()) and report["bf16_vs_fp32_training"] > 0
+    assert report["auto_resolves_to"] in {"float32", "mixed_bfloat16"}
+    assert (report["auto_resolves_to"] == "mixed_bfloat16") == bool(report["cpu_bf16_instructions"] or report["accelerator"])
+
+
 def test_id_check_report_from_saved_predictions(tmp_path: Path) -> None:
     """Generated predictions with a known answer: the one 15-year-old who looks 33 sets the rule."""
     import pandas as pd

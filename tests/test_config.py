@@ -128,6 +128,7 @@ def test_image_size_too_small(raw: dict) -> None:
         ("train.loss", "l1", ["mse", "mae", "huber"]),
         ("prepare.layout", "imdb", ["auto", "course", "appa", "utkface"]),
         ("prepare.target", "both", ["real", "apparent"]),
+        ("train.precision", "float16", ["auto", "float32", "mixed_bfloat16"]),
     ],
 )
 def test_unknown_choice_lists_allowed_values(raw: dict, key: str, value: str, allowed: list[str]) -> None:

@@ -121,7 +121,7 @@ def test_mixed_bfloat16_trains_and_predicts_float32() -> None:
     cfg = TrainConfig(epochs=1, batch_size=8, augment=NO_AUG, precision="mixed_bfloat16")
     result = fit(cfg, tiny_split(16), tiny_split(8, seed=1), verbose=0)
     pred = predict_ages(result.model, tiny_split(4).images)
-    assert pred.dtype == np.float32 and np.isfinite(pred).all()
+    assert pred.dtype == np.float32 and np.isfinite(pred).all() and result.precision == "mixed_bfloat16"
 
 
 def test_tta_flip_averages_the_mirror_prediction() -> None:

@@ -68,7 +68,8 @@ class TrainConfig:
     loss: str = field(default="mse", metadata=_choice("mse", "mae", "huber"))   # regression head only
     weight_ages_10_30: float = field(default=1.0, metadata=_range(0.0, 100.0, lo_open=True))  # loss weight of faces aged 10-30
     early_stopping_patience: int = field(default=0, metadata=_range(0, 10_000))
-    precision: str = field(default="float32", metadata=_choice("float32", "mixed_bfloat16"))
+    # auto: mixed_bfloat16 on a GPU or a CPU with native bf16 instructions, float32 elsewhere (faceage.hardware)
+    precision: str = field(default="float32", metadata=_choice("auto", "float32", "mixed_bfloat16"))
     jit_compile: bool = False
     seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -20,6 +20,7 @@ import pandas as pd
 from faceage.config import Params, TrainConfig, to_flat_dict
 from faceage.data.prepared import PreparedData, Split, load_prepared
 from faceage.errors import DataError
+from faceage.hardware import resolve_precision
 from faceage.model import build_model, compile_model
 
 OUT_DIR = Path("results/train")
@@ -107,10 +108,14 @@ class FitResult:
     best_val_mae: float
     seconds: float
     images_per_s: float           # training images per wall-clock second, compile and validation included
+    precision: str                # the dtype policy trained with (train.precision `auto` resolved)
 
 
-def set_precision(precision: str) -> None:
-    keras.mixed_precision.set_global_policy(precision)
+def set_precision(precision: str) -> str:
+    """Set the global Keras dtype policy (`auto` resolved for this machine) and return the one set."""
+    policy = resolve_precision(precision)
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
 
 
 def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callbacks.Callback] | None = None,
@@ -119,7 +124,7 @@ def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callba
     if len(train.ages) == 0 or len(val.ages) == 0:
         raise DataError("the train and val splits must both hold images; use more data or other prepare fractions")
     keras.utils.set_random_seed(cfg.seed)
-    set_precision(cfg.precision)
+    precision = set_precision(cfg.precision)
     image_size = int(train.images.shape[1])
     train_data = ArrayBatches(train.images, train.ages, cfg.batch_size, shuffle=True, seed=cfg.seed,
                               weights=age_weights(train.ages, cfg.weight_ages_10_30),
@@ -148,7 +153,8 @@ def fit(cfg: TrainConfig, train: Split, val: Split, callbacks: list[keras.callba
     if best.weights is not None:
         model.set_weights(best.weights)
     images_seen = len(train.ages) * len(history)
-    return FitResult(inference_copy(model), history, best.epoch, best.value, seconds, images_seen / seconds)
+    return FitResult(inference_copy(model), history, best.epoch, best.value, seconds, images_seen / seconds,
+                     precision)
 
 
 def inference_copy(model: keras.Model) -> keras.Model:
@@ -257,6 +263,7 @@ def run_train(params: Params, prepare_dir: Path, out_dir: Path = OUT_DIR) -> Fit
         checkpoint = out_dir / CHECKPOINT_FILE
         result = fit(cfg, train, val, checkpoint=checkpoint,
                      callbacks=[mlflow.keras.MlflowCallback(), keras.callbacks.CSVLogger(out_dir / HISTORY_FILE)])
+        mlflow.log_param("train.precision_used", result.precision)
         result.model.save(out_dir / MODEL_FILE)
         checkpoint.unlink(missing_ok=True)
         metrics = {"best_val_mae": round(result.best_val_mae, 4), "best_epoch": result.best_epoch,
