@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,3 +20,11 @@ def subset_dir(images: Path, n: int, seed: int) -> Path:
     for i in sorted(pick):
         (tmp / files[i].name).symlink_to(files[i])
     return tmp
+
+
+def images_found(images: Path) -> bool:
+    """True when the UTKFace folder is there; otherwise says so on stderr (the caller exits with status 2)."""
+    if images.is_dir():
+        return True
+    print(f"error: {images}: UTKFace sample not found (expected ../shared/data/utkface-sample/images)", file=sys.stderr)
+    return False

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from common import UTKFACE_IMAGES  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, images_found  # noqa: E402  (bench/common.py, beside this script)
 from speed import fit_rate, log, matmul_gflops  # noqa: E402
 
 POLICIES = ("float32", "mixed_bfloat16")
@@ -83,9 +83,7 @@ def measure(train_cfg, faces: np.ndarray, ages: np.ndarray, rounds: int, warmup:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.images.is_dir():
-        print(f"error: {args.images}: UTKFace sample not found (expected ../shared/data/utkface-sample/images)",
-              file=sys.stderr)
+    if not images_found(args.images):
         return 2
     import keras
 

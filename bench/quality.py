@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from faceage.config import PrepareConfig, load_params, to_flat_dict  # noqa: E402
 from faceage.errors import DataError  # noqa: E402
 
-from common import UTKFACE_IMAGES, subset_dir  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, images_found, subset_dir  # noqa: E402  (bench/common.py, beside this script)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from faceage.config import parse_params
 
-    if not args.images.is_dir():
-        print(f"error: {args.images}: UTKFace sample not found (expected ../shared/data/utkface-sample/images)", file=sys.stderr)
+    if not images_found(args.images):
         return 2
     raw = apply_overrides(yaml.safe_load(args.params.read_text()), args.set)
     params = parse_params(raw)

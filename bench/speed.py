@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from common import UTKFACE_IMAGES, subset_dir  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, images_found, subset_dir  # noqa: E402  (bench/common.py, beside this script)
 
 TARGET_MAE = 8.0
 
@@ -377,9 +377,7 @@ def has_face(photo: bytes, size: int, predict_cfg) -> bool:
 # ---------------------------------------------------------------- the run
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.images.is_dir():
-        print(f"error: {args.images}: UTKFace sample not found (expected ../shared/data/utkface-sample/images)",
-              file=sys.stderr)
+    if not images_found(args.images):
         return 2
     import keras
 
