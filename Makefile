@@ -25,7 +25,7 @@ demo: install
 	@echo "Open the MLflow UI on this store:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db  (then http://127.0.0.1:5000)"
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
 repro: install
 	dvc repro

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]  # one worker: the module fixtures run once
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -135,10 +135,13 @@ def test_exp_run_makes_a_new_experiment_and_mlflow_run(repo: Path, repro: subpro
     assert "p_minor" in (repo / "results/evaluate/predictions.csv").read_text().splitlines()[0]
 
 
-def wait_for(url: str, seconds: float) -> None:
-    """Poll a server's health URL until it answers, or fail the test."""
+def wait_for(url: str, seconds: float, server: subprocess.Popen) -> None:
+    """Poll a server's health URL until it answers, or fail the test (at once if the server exited). The limit is
+    generous: a readiness wait, not a timing assertion; on a loaded 2-core machine start-up took over 60 s."""
     deadline = time.time() + seconds
     while time.time() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the server for {url} exited with status {server.returncode} before answering")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -161,7 +164,7 @@ def test_mlflow_server_rest_api_lists_runs_with_val_mae_history(repo: Path, repr
         cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{base}/health", seconds=60)
+        wait_for(f"{base}/health", seconds=240, server=server)
         exp = json.load(urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=faceage"))
         req = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
                                      data=json.dumps({"experiment_ids": [exp["experiment"]["experiment_id"]]}).encode(),
@@ -231,7 +234,7 @@ def test_served_model_answers_like_evaluate_and_survives_garbage(repo: Path, rep
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{base}/ping", seconds=120)
+        wait_for(f"{base}/ping", seconds=240, server=server)
         image = base64.b64encode((repo / "data" / first["file"]).read_bytes()).decode()
         status, body = _post(f"{base}/invocations", {"dataframe_split": {"columns": ["image"], "data": [[image]]},
                                                      "params": {"detect": False}})

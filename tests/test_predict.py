@@ -27,6 +27,7 @@ from faceage.policy import Policy
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "utkface-sample" / "images"
 SIZE = 32
+pytestmark = pytest.mark.xdist_group("predict")  # one worker: the module-scoped model is built once
 
 
 @pytest.fixture(scope="module")
