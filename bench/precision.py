@@ -6,7 +6,7 @@ round of each, so the ratio holds on a noisy shared machine. Also measures the m
 dtypes and reads the CPU's bf16 instruction flags.
 
     .venv/bin/python bench/precision.py           # the real run (a few minutes on 2 cores)
-    .venv/bin/python bench/precision.py --tiny    # CI smoke mode (seconds; the figures mean nothing)
+    .venv/bin/python bench/precision.py --tiny    # smoke mode (~1 min; the figures mean nothing; CI only loads --help)
 
 Writes results/bench/precision.json. The UTKFace images are read in place from ../shared (never copied here).
 """
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=Path, default=UTKFACE_IMAGES, help="UTKFace images folder")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--tiny", action="store_true", help="smoke mode: 32 px, a small backbone, one step per round")
+    ap.add_argument("--tiny", action="store_true", help="smoke mode: 32 px, a small backbone, one round of two steps")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per precision (best kept)")
     ap.add_argument("--steps", type=int, default=6, help="measured training steps per round")
     ap.add_argument("--out", type=Path, default=Path("results/bench/precision.json"))

@@ -1,8 +1,8 @@
 """What the machine can compute fast: the training precision `auto` resolves to bf16 only where it pays.
 
 Measured here (BENCHMARKS.md): on a CPU with native bf16 instructions (AVX512_BF16) `mixed_bfloat16` trained
-ResNet50 at 64 px 1.2-1.3x faster than float32, but on a CPU without them (AVX2 only) it was 2.3x SLOWER (bench/precision.py),
-because every bf16 product is emulated. So `auto` picks bf16 on an accelerator or on a CPU that has the
+ResNet50 at 64 px 1.2-1.3x faster than float32, but on a CPU without them (AVX2 only) it was 2.3x SLOWER
+(bench/precision.py), because every bf16 product is emulated. So `auto` picks bf16 on an accelerator or on a CPU that has the
 instructions, and float32 everywhere else.
 """
 
