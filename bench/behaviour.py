@@ -97,8 +97,8 @@ def load_faces(args: argparse.Namespace):
                                   image_size=32, seed=42), prep, progress=False)
         test = load_prepared(prep).split("test")
         keras.utils.set_random_seed(0)
-        model = build_model(TrainConfig(augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)), 32,
-                            test.ages)
+        untrained = TrainConfig(backbone="tiny_cnn", augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0))
+        model = build_model(untrained, 32, test.ages)
         return model, test.images, test.ages
     test = load_prepared(args.work_dir / "prepare").split("test")
     return load_model(args.work_dir / "model.keras"), test.images, test.ages

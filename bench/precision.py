@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     train_cfg = params.train
     size, rounds, steps, warmup = params.prepare.image_size, args.rounds, args.steps, 2
     if args.tiny:
-        train_cfg = dataclasses.replace(train_cfg, backbone="mobilenet_v3_small", batch_size=8)
+        train_cfg = dataclasses.replace(train_cfg, backbone="tiny_cnn", batch_size=8)
         size, rounds, steps, warmup = 32, 1, 2, 1
     faces, ages = load_faces(args.images, train_cfg.batch_size * (warmup + steps), size)
     flags = sorted(cpu_flags() & BF16_CPU_FLAGS)

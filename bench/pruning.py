@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--pruners", default="none,median", help="comma-separated; the first is the baseline")
-    ap.add_argument("--tiny", action="store_true", help="smoke mode: 1 trial x 2 epochs per study on 120 demo faces, MobileNetV3Small")
+    ap.add_argument("--tiny", action="store_true", help="smoke mode: 1 trial x 2 epochs per study on 120 demo faces, the tiny backbone")
     ap.add_argument("--out", type=Path, default=Path("results/bench/pruning.json"))
     ap.add_argument("--work-dir", type=Path, default=Path("results/bench/pruning-work"))
     args = ap.parse_args(argv)
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from faceage.tune import run_tune
 
     params = load_params()
-    train = dataclasses.replace(params.train, backbone="mobilenet_v3_small") if args.tiny else params.train
+    train = dataclasses.replace(params.train, backbone="tiny_cnn") if args.tiny else params.train
     shutil.rmtree(args.work_dir, ignore_errors=True)
     data_dir = args.work_dir / "data"
     generate_demo(data_dir, n=120 if args.tiny else 1200, progress=False)

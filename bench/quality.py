@@ -2,7 +2,7 @@
 sample, under a CPU time budget, next to a constant baseline computed in the same run.
 
     .venv/bin/python bench/quality.py                     # the real run: 60 min of training (2 cores)
-    .venv/bin/python bench/quality.py --tiny              # CI smoke mode: 300 faces, 1 epoch, small backbone
+    .venv/bin/python bench/quality.py --tiny              # CI smoke mode: 300 faces, 1 epoch, tiny backbone
 
 Writes results/bench/quality.json (or --out) and logs one MLflow run in the experiment "faceage-bench".
 The UTKFace images are read in place from ../shared (licence: non-commercial research; never copied here).
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="train/evaluate settings to use")
     ap.add_argument("--budget-minutes", type=float, default=60.0, help="training wall-clock budget")
     ap.add_argument("--max-epochs", type=int, default=200)
-    ap.add_argument("--tiny", action="store_true", help="smoke mode: 300 faces, 1 epoch, 32 px, MobileNetV3Small")
+    ap.add_argument("--tiny", action="store_true", help="smoke mode: 300 faces, 1 epoch, 32 px, the tiny backbone")
     ap.add_argument("--out", type=Path, default=Path("results/bench/quality.json"))
     ap.add_argument("--work-dir", type=Path, default=Path("results/bench/quality-work"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     params = parse_params(raw)
     if args.tiny:
         train_cfg = dataclasses.replace(params.train, epochs=1, time_budget_minutes=0.0, batch_size=16,
-                                        backbone="mobilenet_v3_small")
+                                        backbone="tiny_cnn")
         image_size, data_dir = 32, subset_dir(args.images, 300, seed=0)
     else:
         train_cfg = dataclasses.replace(params.train, epochs=args.max_epochs, time_budget_minutes=args.budget_minutes)

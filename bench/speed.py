@@ -53,7 +53,7 @@ FULL = Settings(profile_size=0, full_size=224, ceiling_n=2048, warmup_steps=3, s
                 xla=True, n_latency=100, ours_budget_min=20.0, seed_budget_min=12.0, n_faces=None)
 TINY = Settings(profile_size=32, full_size=48, ceiling_n=256, warmup_steps=1, steps_small=2, steps_full=2, rounds=1,
                 xla=False, n_latency=4, ours_budget_min=0.1, seed_budget_min=0.05, n_faces=240,
-                backbone="mobilenet_v3_small")
+                backbone="tiny_cnn")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -54,8 +54,8 @@ def load(args: argparse.Namespace):
                               val_fraction=0.3, test_fraction=0.3, seed=42), prep, progress=False)
     data = load_prepared(prep)
     keras.utils.set_random_seed(0)
-    model = build_model(TrainConfig(augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)), 32,
-                        data.split("train").ages)
+    untrained = TrainConfig(backbone="tiny_cnn", augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0))
+    model = build_model(untrained, 32, data.split("train").ages)
     return model, data.split("val"), data.split("test")
 
 

@@ -124,7 +124,7 @@ def test_image_size_too_small(raw: dict) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
     [
-        ("train.backbone", "vgg16", ["resnet50", "mobilenet_v3_small"]),
+        ("train.backbone", "vgg16", ["resnet50", "mobilenet_v3_small", "tiny_cnn"]),
         ("train.loss", "l1", ["mse", "mae", "huber"]),
         ("prepare.layout", "imdb", ["auto", "course", "appa", "utkface"]),
         ("prepare.target", "both", ["real", "apparent"]),

@@ -1,6 +1,6 @@
 """End-to-end: the real `dvc repro`, `dvc exp run` and `mlflow server` in a temporary copy of the repository.
 
-Tiny settings (120 synthetic faces, 32 px, MobileNetV3Small, 2 epochs) keep it to a few minutes on 2 cores.
+Tiny settings (120 synthetic faces, 32 px, the tiny_cnn backbone, 2 epochs) keep it to a few minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def copy_repo(dest: Path) -> Path:
 def tiny_params(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
     params["prepare"].update(image_size=32)
-    # The small backbone: these tests check the pipeline's plumbing, and ResNet50 would add ~50 s to each of the
+    # The tiny backbone: these tests check the pipeline's plumbing, and ResNet50 would add ~50-90 s to each of the
     # four trainings here; ResNet50 is trained, saved and reloaded in tests/test_model.py.
-    params["train"].update(epochs=2, batch_size=16, backbone="mobilenet_v3_small")
+    params["train"].update(epochs=2, batch_size=16, backbone="tiny_cnn")
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

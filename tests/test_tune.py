@@ -24,7 +24,7 @@ from faceage.tune import apply_best, make_storage, parse_space, run_tune
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
-BASE = TrainConfig(backbone="mobilenet_v3_small", batch_size=16, augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0))
+BASE = TrainConfig(backbone="tiny_cnn", batch_size=16, augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0))
 
 
 def write_prepared(root: Path, n: int = 48) -> Path:
@@ -136,8 +136,8 @@ def test_a_crashing_trial_is_recorded_as_fail_and_the_study_goes_on(workdir: Pat
 def test_resume_after_sigkill_keeps_completed_trials(workdir: Path) -> None:
     storage = f"sqlite:///{workdir}/optuna.db"
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"].update(backbone="mobilenet_v3_small", batch_size=16, augment={"flip": False, "rotation": 0.0, "zoom": 0.0, "shift": 0.0})
-    params["tune"].update(n_trials=3, epochs=4, pruner="none", storage=storage, study_name="k", heartbeat_seconds=1,
+    params["train"].update(backbone="tiny_cnn", batch_size=16, augment={"flip": False, "rotation": 0.0, "zoom": 0.0, "shift": 0.0})
+    params["tune"].update(n_trials=3, epochs=8, pruner="none", storage=storage, study_name="k", heartbeat_seconds=1,
                           space={"train.learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

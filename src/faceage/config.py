@@ -56,7 +56,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    backbone: str = field(default="resnet50", metadata=_choice("resnet50", "mobilenet_v3_small"))
+    backbone: str = field(default="resnet50", metadata=_choice("resnet50", "mobilenet_v3_small", "tiny_cnn"))
     weights: str | None = None
     head: str = field(default="regression", metadata=_choice("regression", "dex"))
     epochs: int = field(default=12, metadata=_range(1, 10_000))
