@@ -6,7 +6,7 @@ round of each, so the ratio holds on a noisy shared machine. Also measures the m
 dtypes and reads the CPU's bf16 instruction flags.
 
     .venv/bin/python bench/precision.py           # the real run (a few minutes on 2 cores)
-    .venv/bin/python bench/precision.py --tiny    # smoke mode (~1 min; the figures mean nothing; CI only loads --help)
+    .venv/bin/python bench/precision.py --tiny    # CI smoke mode (tiny_cnn, 32 px; seconds; the figures mean nothing)
 
 Writes results/bench/precision.json. The UTKFace images are read in place from ../shared (never copied here).
 """

@@ -71,12 +71,14 @@ def test_speed_benchmark_tiny_mode_reports_every_headline(tmp_path: Path) -> Non
         assert infer[key]["p50_ms"] > 0 and infer[key]["p95_ms"] >= infer[key]["p50_ms"]
 
 
-def test_precision_benchmark_loads_what_it_shares_with_the_speed_benchmark() -> None:
-    """Only --help: a tiny run builds two models (~80 CPU-seconds) and CI time is tight; bench/precision.py reuses
-    bench/speed.py's measuring functions (tested by the speed tiny run) and faceage.hardware (tests/test_hardware.py)."""
-    proc = subprocess.run([sys.executable, "bench/precision.py", "--help"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0 and "--rounds" in proc.stdout, proc.stderr[-2000:]
+def test_precision_benchmark_tiny_mode_reports_both_precisions_and_what_auto_picks(tmp_path: Path) -> None:
+    require_shared()
+    report = run_bench("precision.py", tmp_path)
+    assert report["tiny"] and report["model"]["backbone"] == "tiny_cnn"
+    assert set(report["training_img_per_s"]) == {"float32", "mixed_bfloat16"}
+    assert all(rate > 0 for rate in report["training_img_per_s"].values()) and report["bf16_vs_fp32_training"] > 0
+    assert report["auto_resolves_to"] in ("float32", "mixed_bfloat16") and isinstance(report["auto_picks_the_faster"], bool)
+    assert report["ceiling_gflops"]["fp32"] > 0 and report["ceiling_gflops"]["bf16"] > 0
 
 
 def test_id_check_report_from_saved_predictions(tmp_path: Path) -> None:
