@@ -11,7 +11,7 @@ export MPLBACKEND := Agg
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.9   # uv installs the project ~7x faster than pip (20 s vs 150 s here)
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'   # .pyc now: CI sets PYTHONDONTWRITEBYTECODE, so nothing caches them later
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'   # .pyc at install: with PYTHONDONTWRITEBYTECODE set (as on this machine) each process recompiled TF (imports ~28 s, ~15 s with .pyc)
 	@touch $@
 
 install: $(VENV)/.installed
