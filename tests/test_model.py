@@ -15,7 +15,7 @@ from faceage.data.prepared import Split
 from faceage.errors import ConfigError, DataError
 from faceage.inference import estimate, input_size, load_model, predict_ages
 from faceage.model import (AGE_BINS, AgeDistributionLoss, CaffePreprocess, augmentation, build_model, expected_age,
-                           label_distribution)
+                           label_distribution, tiny_cnn)
 from faceage.train import ArrayBatches, TimeBudget, age_weights, cosine_value, fit, mix_up
 
 SIZE = 32
@@ -79,6 +79,17 @@ def test_weights_load_from_a_local_file(tmp_path: Path) -> None:
     model = build_model(TrainConfig(weights=str(path), augment=NO_AUG), SIZE, 30.0)
     loaded = model.get_layer("resnet50").get_weights()
     for a, b in zip(loaded, source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tiny_cnn_weights_load_from_a_local_file(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(1)
+    source = tiny_cnn((SIZE, SIZE, 3))
+    path = tmp_path / "tiny_cnn.weights.h5"
+    source.save_weights(path)
+    keras.utils.set_random_seed(2)
+    model = build_model(TrainConfig(backbone="tiny_cnn", weights=str(path), augment=NO_AUG), SIZE, 30.0)
+    for a, b in zip(model.get_layer("tiny_cnn").get_weights(), source.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
