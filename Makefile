@@ -11,7 +11,9 @@ export MPLBACKEND := Agg
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.9   # uv installs the project ~7x faster than pip (20 s vs 150 s here)
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'   # .pyc at install: with PYTHONDONTWRITEBYTECODE set (as on this machine) each process recompiled TF (imports ~28 s, ~15 s with .pyc)
+	@# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (this machine), no .pyc is ever cached otherwise
+	@# and every process recompiles TensorFlow (imports ~28 s instead of ~15)
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	@touch $@
 
 install: $(VENV)/.installed
