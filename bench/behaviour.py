@@ -84,22 +84,16 @@ def load_faces(args: argparse.Namespace):
     from faceage.inference import load_model
 
     if args.tiny:
-        import keras
-
-        from faceage.config import AugmentConfig, PrepareConfig, TrainConfig
-        from faceage.model import build_model
+        from faceage.config import PrepareConfig
         from faceage.prepare import run_prepare
 
-        from common import UTKFACE_IMAGES, subset_dir  # noqa: E402  (bench/common.py)
+        from common import UTKFACE_IMAGES, subset_dir, untrained_tiny_model  # noqa: E402  (bench/common.py)
 
         prep = args.work_dir / "behaviour-tiny-prepare"
         run_prepare(PrepareConfig(data_dir=str(subset_dir(UTKFACE_IMAGES, 200, seed=1)), layout="utkface",
                                   image_size=32, seed=42), prep, progress=False)
         test = load_prepared(prep).split("test")
-        keras.utils.set_random_seed(0)
-        untrained = TrainConfig(backbone="tiny_cnn", augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0))
-        model = build_model(untrained, 32, test.ages)
-        return model, test.images, test.ages
+        return untrained_tiny_model(test.ages), test.images, test.ages
     test = load_prepared(args.work_dir / "prepare").split("test")
     return load_model(args.work_dir / "model.keras"), test.images, test.ages
 

@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: where the real faces are, and a seeded subset of them."""
+"""What the benchmark scripts share: where the real faces are, a seeded subset of them, and the untrained tiny
+model their smoke modes score."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ def images_found(images: Path) -> bool:
         return True
     print(f"error: {images}: UTKFace sample not found (expected ../shared/data/utkface-sample/images)", file=sys.stderr)
     return False
+
+
+def untrained_tiny_model(train_ages: np.ndarray, image_size: int = 32):
+    """A seeded, untrained tiny_cnn model without augmentation: what the --tiny modes score (figures mean nothing)."""
+    import keras
+
+    from faceage.config import AugmentConfig, TrainConfig
+    from faceage.model import build_model
+
+    keras.utils.set_random_seed(0)
+    cfg = TrainConfig(backbone="tiny_cnn", augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0))
+    return build_model(cfg, image_size, train_ages)

@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     #    bf16 on the same seeds, each run to the end of its schedule; then the seed's configuration, capped.
     bs = train_cfg.batch_size
     ours_runs = {}
-    # --tiny runs the default precision only (the same code path; each run costs ~40 s of tracing on a slow machine)
+    # --tiny runs the default precision only (the same code path; bench/precision.py --tiny trains both)
     for precision in (train_cfg.precision,) if args.tiny else ("float32", "mixed_bfloat16"):
         cfg = dataclasses.replace(train_cfg, precision=precision, time_budget_minutes=s.ours_budget_min, epochs=10_000)
         ours_runs["bf16" if precision != "float32" else "fp32"] = time_to_accuracy(

@@ -41,22 +41,16 @@ def load(args: argparse.Namespace):
     if not args.tiny:
         data = load_prepared(args.work_dir / "prepare")
         return load_model(args.work_dir / "model.keras"), data.split("val"), data.split("test")
-    import keras
-
-    from faceage.config import AugmentConfig, PrepareConfig, TrainConfig
-    from faceage.model import build_model
+    from faceage.config import PrepareConfig
     from faceage.prepare import run_prepare
 
-    from common import UTKFACE_IMAGES, subset_dir  # noqa: E402  (bench/common.py)
+    from common import UTKFACE_IMAGES, subset_dir, untrained_tiny_model  # noqa: E402  (bench/common.py)
 
     prep = args.work_dir / "tta-tiny-prepare"
     run_prepare(PrepareConfig(data_dir=str(subset_dir(UTKFACE_IMAGES, 200, seed=2)), layout="utkface", image_size=32,
                               val_fraction=0.3, test_fraction=0.3, seed=42), prep, progress=False)
     data = load_prepared(prep)
-    keras.utils.set_random_seed(0)
-    untrained = TrainConfig(backbone="tiny_cnn", augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0))
-    model = build_model(untrained, 32, data.split("train").ages)
-    return model, data.split("val"), data.split("test")
+    return untrained_tiny_model(data.split("train").ages), data.split("val"), data.split("test")
 
 
 def main(argv: list[str] | None = None) -> int:

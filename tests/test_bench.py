@@ -78,6 +78,7 @@ def test_precision_benchmark_tiny_mode_reports_both_precisions_and_what_auto_pic
     assert set(report["training_img_per_s"]) == {"float32", "mixed_bfloat16"}
     assert all(rate > 0 for rate in report["training_img_per_s"].values()) and report["bf16_vs_fp32_training"] > 0
     assert report["auto_resolves_to"] in ("float32", "mixed_bfloat16") and isinstance(report["auto_picks_the_faster"], bool)
+    assert (report["auto_resolves_to"] == "mixed_bfloat16") == bool(report["cpu_bf16_instructions"] or report["accelerator"])
     assert report["ceiling_gflops"]["fp32"] > 0 and report["ceiling_gflops"]["bf16"] > 0
 
 
