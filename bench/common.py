@@ -3,6 +3,8 @@ model their smoke modes score."""
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -11,6 +13,17 @@ import numpy as np
 
 # The shared UTKFace sample, read in place (licence: non-commercial research; never copied into the project).
 UTKFACE_IMAGES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "utkface-sample" / "images").resolve()
+
+
+VECTOR_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"})
+
+
+def machine_summary() -> str:
+    """The machine a figure was measured on, e.g. "x86_64, 2 cores, avx2": speed differs 8x between AVX2 and AVX-512 here."""
+    from faceage.hardware import cpu_flags
+
+    vector = " ".join(sorted(cpu_flags() & VECTOR_FLAGS)) or "no AVX2"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {vector}"
 
 
 def subset_dir(images: Path, n: int, seed: int) -> Path:

@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from common import UTKFACE_IMAGES, images_found  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, images_found, machine_summary  # noqa: E402  (bench/common.py, beside this script)
 from speed import fit_rate, log, matmul_gflops  # noqa: E402
 
 POLICIES = ("float32", "mixed_bfloat16")
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": {"backbone": train_cfg.backbone, "image_size": size, "batch_size": train_cfg.batch_size,
                   "rounds": rounds, "steps_per_round": steps, "warmup_steps": warmup},
         "seconds": round(time.perf_counter() - start, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine_summary(),
         "backend": keras.backend.backend(),
         "tiny": args.tiny,
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),

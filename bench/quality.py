@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np  # noqa: E402
 from faceage.config import PrepareConfig, load_params, to_flat_dict  # noqa: E402
 from faceage.errors import DataError  # noqa: E402
 
-from common import UTKFACE_IMAGES, images_found, subset_dir  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, images_found, machine_summary, subset_dir  # noqa: E402  (bench/common.py, beside this script)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -152,7 +151,7 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
             "image_size": prep_cfg.image_size, "tiny": args.tiny,
             "train": to_flat_dict(train_cfg), "history": result.history.round(4).to_dict(orient="list"),
             "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "machine": machine_summary(),
             "date": time.strftime("%Y-%m-%d %H:%M"),
         }
         mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})

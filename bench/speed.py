@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from common import UTKFACE_IMAGES, images_found, subset_dir  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, images_found, machine_summary, subset_dir  # noqa: E402  (bench/common.py, beside this script)
 
 TARGET_MAE = 8.0
 
@@ -485,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         "tiny": args.tiny,
         "backend": keras.backend.backend(),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine_summary(),
         "cpu_bf16_instructions": sorted(cpu_flags() & BF16_CPU_FLAGS),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
