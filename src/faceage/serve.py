@@ -107,7 +107,7 @@ class FaceAgeService(mlflow.pyfunc.PythonModel):
 
 
 def serving_requirements() -> list[str]:
-    from faceage.train import pip_requirements
+    from faceage.tracking import pip_requirements
 
     return pip_requirements() + [f"{pkg}=={version(pkg)}" for pkg in ("pandas", "pillow", "opencv-python-headless", "mlflow")]
 

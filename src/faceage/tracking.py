@@ -84,3 +84,14 @@ def load_run_id(stage_dir: Path) -> str | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text()).get("run_id")
+
+
+def pip_requirements() -> list[str]:
+    """What a logged Keras model needs (given explicitly: MLflow's inference of it reloads the model)."""
+    from importlib.metadata import version
+
+    import keras
+
+    backend = keras.backend.backend()
+    backend_pkg = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend, backend)
+    return [f"keras=={version('keras')}", f"{backend_pkg}=={version(backend_pkg)}", f"numpy=={version('numpy')}"]

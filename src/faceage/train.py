@@ -29,15 +29,6 @@ HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "best.weights.h5"
 
 
-def pip_requirements() -> list[str]:
-    """What the logged model needs (given explicitly: MLflow's inference of it reloads the model)."""
-    from importlib.metadata import version
-
-    backend = keras.backend.backend()
-    backend_pkg = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend, backend)
-    return [f"keras=={version('keras')}", f"{backend_pkg}=={version(backend_pkg)}", f"numpy=={version('numpy')}"]
-
-
 FOCUS_AGES = (10, 30)   # train.weight_ages_10_30 weighs the faces in this range (inclusive): around the legal age
 
 
@@ -246,7 +237,7 @@ def run_train(params: Params, prepare_dir: Path, out_dir: Path = OUT_DIR) -> Fit
     import mlflow
     from mlflow.models import infer_signature
 
-    from faceage.tracking import configure_tracking, run_tags, save_run_ref
+    from faceage.tracking import configure_tracking, pip_requirements, run_tags, save_run_ref
 
     cfg = params.train
     data = load_prepared(prepare_dir)
