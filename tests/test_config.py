@@ -71,6 +71,12 @@ def test_params_files_set_every_key_so_no_value_comes_from_a_code_default(name: 
     assert keys(raw) == set(to_flat_dict(Params()))
 
 
+def test_code_defaults_are_the_params_yaml_defaults() -> None:
+    """One set of defaults: a config built in code (TrainConfig(), a partial params file) trains what params.yaml says."""
+    shipped, code = to_flat_dict(load_params(PARAMS_YAML)), to_flat_dict(Params())
+    assert {k: v for k, v in shipped.items() if code[k] != v} == {}
+
+
 def test_missing_params_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "params.yaml")

@@ -19,7 +19,7 @@ from faceage.model import (AGE_BINS, AgeDistributionLoss, CaffePreprocess, augme
 from faceage.train import ArrayBatches, TimeBudget, age_weights, cosine_value, fit, mix_up
 
 SIZE = 32
-NO_AUG = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)
+NO_AUG = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0)
 # Tests of training mechanics (heads, loss weights, budgets, batches) use the tiny backbone: building and tracing
 # ResNet50 (or MobileNetV3Small) costs ~40 s per test on a slow 2-core machine, tiny_cnn ~3 s. ResNet50 itself is
 # trained (in bf16), saved and reloaded below; every backbone is built.
@@ -124,7 +124,8 @@ def test_fit_refuses_empty_validation_split() -> None:
 
 
 def test_time_budget_stops_training_early() -> None:
-    cfg = TrainConfig(backbone=TINY, epochs=5, batch_size=8, augment=NO_AUG, time_budget_minutes=0.001)
+    cfg = TrainConfig(backbone=TINY, epochs=5, batch_size=8, augment=NO_AUG, time_budget_minutes=0.001,
+                      precision="float32")
     result = fit(cfg, tiny_split(16), tiny_split(8, seed=1), verbose=0)
     assert len(result.history) == 1
 
@@ -151,7 +152,7 @@ def test_xla_with_augmentation_layers_is_a_clear_error_not_a_silent_fallback() -
     cfg = TrainConfig(jit_compile=True, augment=AugmentConfig(flip=True, rotation=0.04, zoom=0.0, shift=0.0))
     with pytest.raises(ConfigError, match="train.jit_compile.*RandomRotation"):
         compile_model(build_model(cfg, SIZE, 30.0), cfg, steps_per_epoch=1)
-    plain = dataclasses.replace(cfg, augment=AugmentConfig(flip=True, rotation=0.0, zoom=0.0, shift=0.0))
+    plain = dataclasses.replace(cfg, augment=AugmentConfig(flip=True, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0))
     model = build_model(plain, SIZE, 30.0)
     compile_model(model, plain, steps_per_epoch=1)
     assert model.jit_compile
@@ -205,8 +206,8 @@ def test_ages_10_to_30_can_weigh_more_in_the_loss() -> None:
     x, y, w = ArrayBatches(images, ages, 4, shuffle=False, weights=age_weights(ages, 3.0))[0]
     assert x.shape == (4, SIZE, SIZE, 3) and list(w) == [1, 3, 3, 3]
     assert len(ArrayBatches(images, ages, 4, shuffle=False)[0]) == 2
-    result = fit(TrainConfig(backbone=TINY, epochs=1, batch_size=4, augment=NO_AUG, weight_ages_10_30=3.0), tiny_split(8),
-                 tiny_split(4, seed=1), verbose=0)
+    cfg = TrainConfig(backbone=TINY, epochs=1, batch_size=4, augment=NO_AUG, weight_ages_10_30=3.0, precision="float32")
+    result = fit(cfg, tiny_split(8), tiny_split(4, seed=1), verbose=0)
     assert np.isfinite(result.best_val_mae)
 
 
@@ -247,7 +248,7 @@ def test_mixup_and_label_jitter_change_training_batches_only_and_replay_with_the
     xm, ym = mixed[0]
     assert xm.shape == x0.shape and not np.allclose(xm, x0)
     assert ym.min() >= y0.min() - 1e-4 and ym.max() <= y0.max() + 1e-4   # blends stay inside the batch's ages
-    cfg = TrainConfig(backbone=TINY, epochs=1, batch_size=8,
+    cfg = TrainConfig(backbone=TINY, epochs=1, batch_size=8, precision="float32",
                       augment=dataclasses.replace(NO_AUG, erase=0.5, mixup=0.4, label_jitter=1.0))
     assert np.isfinite(fit(cfg, split, tiny_split(4, seed=1), verbose=0).best_val_mae)
 

@@ -27,6 +27,7 @@ from faceage.policy import Policy
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "utkface-sample" / "images"
 SIZE = 32
+NO_AUG = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0)
 pytestmark = pytest.mark.xdist_group("predict")  # one worker: the module-scoped model is built once
 
 
@@ -44,7 +45,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An (untrained) model and a calibrated rule saved where predict and the pyfunc look for them."""
     root = tmp_path_factory.mktemp("model")
     keras.utils.set_random_seed(0)
-    model = build_model(TrainConfig(augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)), SIZE, 30.0)
+    model = build_model(TrainConfig(augment=NO_AUG), SIZE, 30.0)
     model.save(root / "model.keras")
     Policy(threshold=27.5, legal_age=18, max_minors_not_asked=0.02, met_on_val=True, val_minors_not_asked=0.0,
            val_adults_asked=0.3, val_adults_25plus_asked=0.2, val_n_minors=10).save(root / "policy.json")
@@ -150,7 +151,7 @@ def test_a_dex_model_with_a_chance_rule_reports_and_applies_the_chance_of_being_
     from faceage.serve import FaceAgeService
 
     keras.utils.set_random_seed(0)
-    model = build_model(TrainConfig(head="dex", augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0)),
+    model = build_model(TrainConfig(head="dex", augment=NO_AUG),
                         SIZE, np.array([10.0, 16.0, 30.0, 50.0]))
     model.save(tmp_path / "model.keras")
     # An untrained model gives every face about the prior's P(minor) (0.5 here); a p near the median splits them.

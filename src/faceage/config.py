@@ -49,7 +49,7 @@ class AugmentConfig:
     shift: float = field(default=0.05, metadata=_range(0.0, 0.5))
     brightness: float = field(default=0.0, metadata=_range(0.0, 1.0))
     contrast: float = field(default=0.0, metadata=_range(0.0, 1.0))
-    erase: float = field(default=0.0, metadata=_range(0.0, 1.0))         # chance of blotting out a patch (random erasing)
+    erase: float = field(default=0.5, metadata=_range(0.0, 1.0))         # chance of blotting out a patch (random erasing)
     mixup: float = field(default=0.0, metadata=_range(0.0, 10.0))        # mixup Beta(a, a) of faces and ages; 0 = off
     label_jitter: float = field(default=0.0, metadata=_range(0.0, 10.0))  # std of noise added to training ages, years
 
@@ -69,7 +69,7 @@ class TrainConfig:
     weight_ages_10_30: float = field(default=1.0, metadata=_range(0.0, 100.0, lo_open=True))  # loss weight of faces aged 10-30
     early_stopping_patience: int = field(default=0, metadata=_range(0, 10_000))
     # auto: mixed_bfloat16 on a GPU or a CPU with native bf16 instructions, float32 elsewhere (faceage.hardware)
-    precision: str = field(default="float32", metadata=_choice("auto", "float32", "mixed_bfloat16"))
+    precision: str = field(default="auto", metadata=_choice("auto", "float32", "mixed_bfloat16"))
     jit_compile: bool = False
     seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -80,7 +80,7 @@ class EvaluateConfig:
     legal_age: int = field(default=18, metadata=_range(1, 120))
     youngest_minor: int = field(default=13, metadata=_range(0, 119))  # ID-check rates count minors from this age
     id_check_threshold: float = field(default=25, metadata=_range(1, 120))
-    tta_flip: bool = False
+    tta_flip: bool = True
     batch_size: int = field(default=64, metadata=_range(1, 4096))
 
 
