@@ -60,7 +60,7 @@ def test_load_repo_params(raw: dict) -> None:
         params.train.epochs = 1  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "profiles/full-size.yaml"])
+@pytest.mark.parametrize("name", ["params.yaml", "profiles/full-size.yaml", "profiles/small-cpu.yaml"])
 def test_params_files_set_every_key_so_no_value_comes_from_a_code_default(name: str) -> None:
     """params.yaml is where the defaults are read (and what DVC tracks): every key the code knows is written there."""
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / name).read_text())
@@ -233,3 +233,11 @@ def test_full_size_profile_parses() -> None:
 
     profile = load_params(Path(__file__).resolve().parents[1] / "profiles" / "full-size.yaml")
     assert profile.prepare.image_size == 224 and profile.train.weights
+
+
+def test_small_cpu_profile_is_the_default_but_the_backbone_and_a_time_budget() -> None:
+    """profiles/small-cpu.yaml changes only what BENCHMARKS.md measured: the backbone, a 60-minute budget, its cap."""
+    profile = to_flat_dict(load_params(REPO / "profiles" / "small-cpu.yaml"))
+    default = to_flat_dict(load_params(PARAMS_YAML))
+    assert {k: v for k, v in profile.items() if default[k] != v} == {
+        "train.backbone": "mobilenet_v3_small", "train.time_budget_minutes": 60.0, "train.epochs": 200}
