@@ -19,7 +19,8 @@ VECTOR_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_
 
 
 def machine_summary() -> str:
-    """The machine a figure was measured on, e.g. "x86_64, 2 cores, avx2": speed differs 8x between AVX2 and AVX-512 here."""
+    """The machine a figure was measured on, e.g. "x86_64, 2 cores, avx2" (ResNet50 trains 8x slower on AVX2
+    than on AVX-512 here, so a figure without it cannot be compared)."""
     from faceage.hardware import cpu_flags
 
     vector = " ".join(sorted(cpu_flags() & VECTOR_FLAGS)) or "no AVX2"
@@ -52,5 +53,6 @@ def untrained_tiny_model(train_ages: np.ndarray, image_size: int = 32):
     from faceage.model import build_model
 
     keras.utils.set_random_seed(0)
-    cfg = TrainConfig(backbone="tiny_cnn", augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0))
+    no_augment = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0)
+    cfg = TrainConfig(backbone="tiny_cnn", augment=no_augment)
     return build_model(cfg, image_size, train_ages)

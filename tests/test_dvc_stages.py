@@ -39,7 +39,7 @@ def _module_file(dotted: str) -> Path | None:
 
 
 def import_closure(start: Path) -> set[str]:
-    """Every faceage source file `start` runs, as repo-relative paths (package docstring-only __init__ files left out)."""
+    """Every faceage source file `start` runs, as repo-relative paths (the docstring-only __init__ files left out)."""
     seen: set[Path] = set()
     todo = [start]
     while todo:
@@ -67,7 +67,7 @@ def test_stage_deps_are_exactly_the_modules_its_code_imports(file: str, name: st
     assert unused == [], f"{file} stage {name}: its code never imports these deps"
 
 
-def test_import_closure_follows_imports_inside_functions(tmp_path: Path) -> None:
+def test_import_closure_follows_imports_inside_functions() -> None:
     closure = import_closure(SRC / "faceage" / "serve.py")
     assert "src/faceage/predict.py" in closure        # imported inside a method of the served model
     assert "src/faceage/tracking.py" in closure       # imported inside serving_requirements()
