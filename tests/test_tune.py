@@ -137,7 +137,8 @@ def test_a_crashing_trial_is_recorded_as_fail_and_the_study_goes_on(workdir: Pat
 def test_resume_after_sigkill_keeps_completed_trials(workdir: Path) -> None:
     storage = f"sqlite:///{workdir}/optuna.db"
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"].update(backbone="tiny_cnn", batch_size=16, augment={"flip": False, "rotation": 0.0, "zoom": 0.0, "shift": 0.0})
+    params["train"].update(backbone="tiny_cnn", batch_size=16,
+                           augment={"flip": False, "rotation": 0.0, "zoom": 0.0, "shift": 0.0, "erase": 0.0})
     params["tune"].update(n_trials=3, epochs=8, pruner="none", storage=storage, study_name="k", heartbeat_seconds=1,
                           space={"train.learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
@@ -154,7 +155,9 @@ def test_resume_after_sigkill_keeps_completed_trials(workdir: Path) -> None:
             except KeyError:
                 continue
             states = [t.state for t in trials]
-            if optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.RUNNING in states:
+            # Kill once trial 1 has its MLflow run (optuna marks a trial RUNNING a moment before the run exists).
+            if (optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.RUNNING in states
+                    and any(r.data.tags.get("optuna.trial") == "1" for r in runs_of(workdir))):
                 break
         else:
             pytest.fail("the tuning process never completed a first trial")
