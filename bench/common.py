@@ -53,6 +53,5 @@ def untrained_tiny_model(train_ages: np.ndarray, image_size: int = 32):
     from faceage.model import build_model
 
     keras.utils.set_random_seed(0)
-    no_augment = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0)
-    cfg = TrainConfig(backbone="tiny_cnn", augment=no_augment)
+    cfg = TrainConfig(backbone="tiny_cnn", augment=AugmentConfig.off())
     return build_model(cfg, image_size, train_ages)

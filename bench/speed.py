@@ -186,7 +186,7 @@ def seed_config(train_cfg):
 
     return dataclasses.replace(train_cfg, precision="float32", schedule="constant", warmup_epochs=0,
                                jit_compile=False, time_budget_minutes=0.0,
-                               augment=AugmentConfig(flip=True, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0))
+                               augment=dataclasses.replace(AugmentConfig.off(), flip=True))
 
 
 def throughput(train_cfg, cached: dict[int, np.ndarray], ages: np.ndarray, files: list[Path], s: Settings,
@@ -207,7 +207,7 @@ def throughput(train_cfg, cached: dict[int, np.ndarray], ages: np.ndarray, files
         # compared on the model without them, against the same model without XLA.
         cases += [(s.profile_size, "float32", "noaug", s.steps_small), (s.profile_size, "float32", "xla", s.steps_small)]
     cases.append((s.full_size, "float32", False, s.steps_full))
-    no_augment = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0, contrast=0.0, erase=0.0)
+    no_augment = AugmentConfig.off()
     for size, precision, variant, steps in cases:
         xla = variant == "xla"
         name = f"{size}px_{'bf16' if precision != 'float32' else 'fp32'}{'_' + variant if variant else ''}"

@@ -241,3 +241,9 @@ def test_small_cpu_profile_is_the_default_but_the_backbone_and_a_time_budget() -
     default = to_flat_dict(load_params(PARAMS_YAML))
     assert {k: v for k, v in profile.items() if default[k] != v} == {
         "train.backbone": "mobilenet_v3_small", "train.time_budget_minutes": 60.0, "train.epochs": 200}
+
+
+def test_augment_off_turns_every_augmentation_off() -> None:
+    off = AugmentConfig.off()
+    assert not off.flip
+    assert all(value == 0 for name, value in dataclasses.asdict(off).items() if name != "flip")

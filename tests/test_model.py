@@ -19,7 +19,7 @@ from faceage.model import (AGE_BINS, AgeDistributionLoss, CaffePreprocess, augme
 from faceage.train import ArrayBatches, TimeBudget, age_weights, cosine_value, fit, mix_up
 
 SIZE = 32
-NO_AUG = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0)
+NO_AUG = AugmentConfig.off()
 # Tests of training mechanics (heads, loss weights, budgets, batches) use the tiny backbone: building and tracing
 # ResNet50 (or MobileNetV3Small) costs ~40 s per test on a slow 2-core machine, tiny_cnn ~3 s. ResNet50 itself is
 # trained (in bf16), saved and reloaded below; every backbone is built.
@@ -149,10 +149,10 @@ def test_tta_flip_averages_the_mirror_prediction() -> None:
 def test_xla_with_augmentation_layers_is_a_clear_error_not_a_silent_fallback() -> None:
     from faceage.model import compile_model
 
-    cfg = TrainConfig(jit_compile=True, augment=AugmentConfig(flip=True, rotation=0.04, zoom=0.0, shift=0.0))
+    cfg = TrainConfig(jit_compile=True, augment=dataclasses.replace(NO_AUG, flip=True, rotation=0.04))
     with pytest.raises(ConfigError, match="train.jit_compile.*RandomRotation"):
         compile_model(build_model(cfg, SIZE, 30.0), cfg, steps_per_epoch=1)
-    plain = dataclasses.replace(cfg, augment=AugmentConfig(flip=True, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0))
+    plain = dataclasses.replace(cfg, augment=dataclasses.replace(NO_AUG, flip=True))
     model = build_model(plain, SIZE, 30.0)
     compile_model(model, plain, steps_per_epoch=1)
     assert model.jit_compile

@@ -27,7 +27,7 @@ from faceage.policy import Policy
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "utkface-sample" / "images"
 SIZE = 32
-NO_AUG = AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0)
+NO_AUG = AugmentConfig.off()
 pytestmark = pytest.mark.xdist_group("predict")  # one worker: the module-scoped model is built once
 
 

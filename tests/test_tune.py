@@ -25,7 +25,7 @@ from faceage.tune import apply_best, make_storage, parse_space, run_tune
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
 BASE = TrainConfig(backbone="tiny_cnn", batch_size=16, precision="float32",
-                   augment=AugmentConfig(flip=False, rotation=0.0, zoom=0.0, shift=0.0, erase=0.0))
+                   augment=AugmentConfig.off())
 
 
 def write_prepared(root: Path, n: int = 48) -> Path:

@@ -53,6 +53,12 @@ class AugmentConfig:
     mixup: float = field(default=0.0, metadata=_range(0.0, 10.0))        # mixup Beta(a, a) of faces and ages; 0 = off
     label_jitter: float = field(default=0.0, metadata=_range(0.0, 10.0))  # std of noise added to training ages, years
 
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        """No augmentation at all (the defaults turn some on): smoke runs, tests and throughput baselines."""
+        return cls(flip=False, rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0, contrast=0.0, erase=0.0,
+                   mixup=0.0, label_jitter=0.0)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
