@@ -38,15 +38,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("results/bench/quality.json"))
     ap.add_argument("--work-dir", type=Path, default=Path("results/bench/quality-work"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a train.* or evaluate.* param (YAML value), e.g. --set train.head=dex")
+                    help="override a param (YAML value): train.*, evaluate.*, policy.* or prepare.image_size, "
+                         "e.g. --set train.head=dex")
     return ap.parse_args(argv)
 
 
+FIXED_PREPARE = "the benchmark fixes its data and split (UTKFace layout, 70/15/15, seed 42)"
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """params.yaml with the --set values in; a prepare key other than image_size is refused (it would be ignored)."""
     import yaml
 
     for item in overrides:
         key, _, value = item.partition("=")
+        if key.startswith("prepare.") and key != "prepare.image_size":
+            raise SystemExit(f"error: --set {key}: {FIXED_PREPARE}; only prepare.image_size can change")
         node = raw
         *parents, leaf = key.split(".")
         for part in parents:

@@ -44,6 +44,14 @@ def test_quality_benchmark_tiny_mode_reports_every_field(tmp_path: Path) -> None
     assert "threshold" in report["policy"] and "by_gender" in report["policy"]
 
 
+
+def test_quality_benchmark_refuses_a_prepare_override_it_would_ignore(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "bench/quality.py", "--tiny", "--out", str(tmp_path / "r.json"),
+                           "--set", "prepare.seed=7"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "prepare.seed" in proc.stderr and "only prepare.image_size" in proc.stderr
+    assert not (tmp_path / "r.json").exists()
+
 def test_pruning_benchmark_tiny_mode_compares_both_studies(tmp_path: Path) -> None:
     report = run_bench("pruning.py", tmp_path)
     assert set(report["results"]) == {"none", "median"}
