@@ -1,10 +1,11 @@
 """The alcohol ID check of a trained model, from its saved validation and test predictions: the rule calibrated
 on validation (never on test), what it reaches on test with 95% confidence bounds, the trade-off table, and the
 same rates per gender and race. No training: it re-reads what bench/quality.py saved, so different minor bands,
-targets or rules can be compared on one model in seconds. For a dex-head model (bench/quality.py also saved
-probs_*.npy) both rules are compared: "ask when the estimated age is under T" and "ask when the chance of being
-a minor is at least p", each calibrated on validation, and each rule's cost to adults on test at equal shares of
-minors not asked (read off the test curves: for comparing the two kinds of rule, not for choosing one).
+targets or rules can be compared on one model in seconds. For a model that says how sure it is (a dex head:
+bench/quality.py also saved probs_*.npy; a gaussian head: its predictions have a spread column) both rules are
+compared: "ask when the estimated age is under T" and "ask when the chance of being a minor is at least p", each
+calibrated on validation, and each rule's cost to adults on test at equal shares of minors not asked (read off the
+test curves: for comparing the two kinds of rule, not for choosing one).
 
     .venv/bin/python bench/id_check.py                                  # results/bench/quality-work/predictions_*.csv
     .venv/bin/python bench/id_check.py --youngest-minor 0 --out /tmp/all-minors.json
@@ -37,13 +38,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--youngest-minor", type=int, default=params.evaluate.youngest_minor)
     ap.add_argument("--max-minors-not-asked", type=float, default=params.policy.max_minors_not_asked)
     ap.add_argument("--decide-on", choices=("age", "chance"), default=params.policy.decide_on,
-                    help="the rule reported in detail (chance needs a dex-head model's probs_*.npy)")
+                    help="the rule reported in detail (chance needs a dex model's probs_*.npy or a gaussian "
+                         "model's spread column)")
     ap.add_argument("--out", type=Path, default=Path("results/bench/id_check.json"))
     return ap.parse_args(argv)
 
 
 def read_predictions(folder: Path, split: str):
-    """(rows, Estimates) of one split; the age distributions too when a dex model's probs_<split>.npy is there."""
+    """(rows, Estimates) of one split; the age distributions too when a dex model's probs_<split>.npy is there,
+    the spread when a gaussian model's predictions have that column."""
     from faceage.errors import DataError
     from faceage.estimates import Estimates
 
@@ -58,7 +61,8 @@ def read_predictions(folder: Path, split: str):
     probs = np.load(probs_path) if probs_path.is_file() else None
     if probs is not None and len(probs) != len(frame):
         raise DataError(f"{probs_path}: {len(probs)} rows but {path} has {len(frame)}; rerun bench/quality.py")
-    return frame, Estimates(frame["predicted"].to_numpy("float32"), probs)
+    spread = frame["spread"].to_numpy("float32") if "spread" in frame.columns else None
+    return frame, Estimates(frame["predicted"].to_numpy("float32"), probs, spread)
 
 
 def cost_at_equal_safety(true: np.ndarray, est, legal_age: int, youngest_minor: int, decide_on: str,
@@ -85,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     (val, val_est), (test, test_est) = read_predictions(args.predictions, "val"), read_predictions(args.predictions, "test")
-    kinds = ("age", "chance") if test_est.probs is not None else ("age",)
+    kinds = ("age", "chance") if test_est.gives_chance else ("age",)
     if args.decide_on not in kinds:
-        raise DataError(f"{args.predictions}: no probs_*.npy (a regression-head model): --decide-on chance needs a dex model")
+        raise DataError(f"{args.predictions}: no probs_*.npy and no spread column (a regression-head model): "
+                        "--decide-on chance needs a dex or gaussian model")
     band = (args.youngest_minor, args.legal_age)
     true, pred = test["age"].to_numpy(float), test_est.ages
     policies = {kind: calibrate(val["age"].to_numpy(float), val_est, args.legal_age, args.max_minors_not_asked,

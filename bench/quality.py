@@ -126,11 +126,15 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
         rows = test.rows
         # Kept for later analysis (not in git): the model and both splits' predictions.
         result.model.save(args.work_dir / "model.keras")
-        # A dex head also gives P(age < legal age) per face (p_minor), for rules on the chance of being a minor.
+        # dex and gaussian heads also give P(age < legal age) per face (p_minor), for rules on the chance of being
+        # a minor; what it comes from is kept too (the distributions in probs_<split>.npy, or the spread column).
         for name, split, est in (("val", val, val_estimates), ("test", test, test_estimates)):
             rows_out = split.rows.assign(predicted=np.round(est.ages, 2))
-            if est.probs is not None:
+            if est.spread is not None:
+                rows_out["spread"] = np.round(est.spread, 3)
+            if est.gives_chance:
                 rows_out["p_minor"] = np.round(est.p_under(eval_cfg.legal_age), 5)
+            if est.probs is not None:
                 np.save(args.work_dir / f"probs_{name}.npy", est.probs)
             rows_out.to_csv(args.work_dir / f"predictions_{name}.csv", index=False)
         check = metrics["id_check"]

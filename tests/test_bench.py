@@ -114,21 +114,27 @@ def test_id_check_report_from_saved_predictions(tmp_path: Path) -> None:
     assert (tmp_path / "id_check.png").is_file()
 
 
-def test_id_check_compares_the_age_and_the_chance_rule_of_a_dex_model(tmp_path: Path) -> None:
-    """With probs_*.npy (a dex model), both rules are calibrated on val. Here P(minor) falls with the predicted age,
-    so the two rules rank faces alike and must ask about the same people."""
+@pytest.mark.parametrize("head", ["dex", "gaussian"])
+def test_id_check_compares_the_age_and_the_chance_rule_of_a_model_that_says_how_sure_it_is(
+        tmp_path: Path, head: str) -> None:
+    """With probs_*.npy (a dex model) or a spread column (a gaussian model), both rules are calibrated on val. Here
+    P(minor) falls with the predicted age, so the two rules rank faces alike and must ask about the same people."""
     import pandas as pd
 
     rng = np.random.default_rng(1)
     for split in ("val", "test"):
         ages = np.concatenate([rng.integers(13, 18, 40), rng.integers(18, 80, 160)]).astype(float)
         pred = np.clip(ages + rng.normal(0, 3, len(ages)), 1, 100)
-        p_minor = 1 / (1 + np.exp((pred - 18) / 3))
-        probs = np.zeros((len(ages), 121))
-        probs[:, 15] = p_minor
-        probs[np.arange(len(ages)), np.maximum(np.rint(pred).astype(int), 18)] += 1 - p_minor
-        np.save(tmp_path / f"probs_{split}.npy", probs)
-        pd.DataFrame({"age": ages, "predicted": probs @ np.arange(121)}).to_csv(tmp_path / f"predictions_{split}.csv", index=False)
+        if head == "gaussian":
+            frame = pd.DataFrame({"age": ages, "predicted": pred, "spread": 3.0})
+        else:
+            p_minor = 1 / (1 + np.exp((pred - 18) / 3))
+            probs = np.zeros((len(ages), 121))
+            probs[:, 15] = p_minor
+            probs[np.arange(len(ages)), np.maximum(np.rint(pred).astype(int), 18)] += 1 - p_minor
+            np.save(tmp_path / f"probs_{split}.npy", probs)
+            frame = pd.DataFrame({"age": ages, "predicted": probs @ np.arange(121)})
+        frame.to_csv(tmp_path / f"predictions_{split}.csv", index=False)
     out = tmp_path / "id_check.json"
     proc = subprocess.run([sys.executable, "bench/id_check.py", "--predictions", str(tmp_path), "--out", str(out),
                            "--decide-on", "chance"], cwd=REPO, capture_output=True, text=True, timeout=300)

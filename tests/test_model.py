@@ -198,6 +198,64 @@ def test_fit_with_the_dex_head_trains_saves_and_reloads(tmp_path: Path) -> None:
     np.testing.assert_allclose(after.ages, after.probs @ np.arange(AGE_BINS), rtol=1e-5)
 
 
+
+def test_gaussian_head_gives_the_age_and_a_spread_that_starts_at_the_training_ages() -> None:
+    ages = np.array([10.0, 30.0, 50.0] * 20)
+    model = build_model(TrainConfig(backbone=TINY, head="gaussian", augment=NO_AUG), SIZE, ages)
+    est = estimate(model, np.zeros((2, SIZE, SIZE, 3), "uint8"), tta_flip=True)
+    assert est.probs is None and est.gives_chance
+    np.testing.assert_allclose(est.ages, 30.0, atol=0.5)          # the age head starts at the mean age
+    np.testing.assert_allclose(est.spread, np.std(ages), rtol=0.05)  # sigma at the training ages' spread
+    p_minor = est.p_under(18)                                        # N(30, 16.3^2): P(age < 18) = 0.23
+    np.testing.assert_allclose(p_minor, 0.23, atol=0.02)
+
+
+def test_gaussian_loss_is_the_age_loss_plus_the_likelihood_of_the_age_under_the_spread() -> None:
+    from faceage.model import GaussianAgeLoss
+
+    y_true, y_pred = np.array([20.0, 40.0]), np.array([[25.0, 5.0], [40.0, 2.0]], "float32")
+    nll = np.log([5.0, 2.0]) + 0.5 * np.square([-5.0 / 5.0, 0.0])
+    for name, age_loss in (("mse", [25.0, 0.0]), ("mae", [5.0, 0.0]), ("huber", [12.5, 0.0])):
+        got = float(GaussianAgeLoss(name)(y_true, y_pred))
+        assert got == pytest.approx(np.mean(np.add(age_loss, nll)), rel=1e-5), name
+    # A spread that matches the error costs less than one that claims certainty.
+    sure, fitting = np.array([[25.0, 0.5]], "float32"), np.array([[25.0, 5.0]], "float32")
+    assert float(GaussianAgeLoss()(y_true[:1], fitting)) < float(GaussianAgeLoss()(y_true[:1], sure))
+
+
+def test_gaussian_loss_trains_the_age_exactly_as_the_regression_loss() -> None:
+    """The likelihood term sees the age through a stop-gradient: the age gets only train.loss's gradient."""
+    import tensorflow as tf
+
+    from faceage.model import GaussianAgeLoss
+
+    y_true = tf.constant([20.0, 40.0])
+    y_pred = tf.Variable([[25.0, 3.0], [38.0, 4.0]])
+    with tf.GradientTape() as tape:
+        loss = GaussianAgeLoss("mse")(y_true, y_pred)
+    grad = tape.gradient(loss, y_pred).numpy()
+    np.testing.assert_allclose(grad[:, 0], [2 * 5.0 / 2, 2 * -2.0 / 2], rtol=1e-5)  # d mean((p - y)^2) / dp
+    # d/dsigma of log(sigma) + e^2 / (2 sigma^2), averaged: (1/sigma - e^2/sigma^3) / 2
+    np.testing.assert_allclose(grad[:, 1], [(1 / 3 - 25 / 27) / 2, (1 / 4 - 4 / 64) / 2], rtol=1e-5)
+
+
+def test_fit_with_the_gaussian_head_trains_saves_and_reloads(tmp_path: Path) -> None:
+    cfg = TrainConfig(backbone=TINY, head="gaussian", epochs=2, batch_size=8, augment=NO_AUG,
+                      precision="mixed_bfloat16")
+    result = fit(cfg, tiny_split(32), tiny_split(16, seed=1), verbose=0)
+    assert np.isfinite(result.history[["loss", "mae", "val_mae"]].to_numpy()).all()
+    path = tmp_path / "model.keras"
+    result.model.save(path)
+    x = tiny_split(4, seed=2).images
+    before, after = estimate(result.model, x), estimate(load_model(path), x)
+    np.testing.assert_allclose(after.ages, before.ages, rtol=1e-4)
+    np.testing.assert_allclose(after.spread, before.spread, rtol=1e-4)
+    assert np.all(after.spread >= 0.5)
+    # val_mae (what checkpoints, pruning and the best epoch watch) is the absolute error of the age column
+    val = tiny_split(16, seed=1)
+    mae = float(np.mean(np.abs(estimate(result.model, val.images).ages - val.ages)))
+    assert mae == pytest.approx(result.best_val_mae, rel=0.02)  # trained in bf16, evaluated here in float32
+
 def test_ages_10_to_30_can_weigh_more_in_the_loss() -> None:
     ages = np.array([5.0, 10.0, 17.0, 30.0, 31.0, 60.0], dtype="float32")
     assert age_weights(ages, 1.0) is None

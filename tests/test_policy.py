@@ -129,6 +129,17 @@ def test_chance_calibration_picks_the_highest_p_that_asks_every_minor() -> None:
     assert 0.08 < loose.threshold <= 0.3 and loose.val_minors_not_asked == pytest.approx(1 / 3)
 
 
+
+def test_a_gaussian_spread_gives_the_chance_of_being_a_minor_and_the_chance_rule_uses_it() -> None:
+    # Two faces estimated 30: the unsure one (sigma 10) may well be under 18, the sure one (sigma 2) hardly.
+    est = Estimates(np.array([30.0, 30.0, 16.0], "float32"), spread=np.array([10.0, 2.0, 3.0], "float32"))
+    np.testing.assert_allclose(est.p_under(18), [0.11507, 9.866e-10, 0.74751], rtol=1e-3)
+    assert est.gives_chance and not Estimates(est.ages).gives_chance
+    policy = Policy(threshold=0.1, legal_age=18, decide_on="chance")
+    np.testing.assert_array_equal(policy.ask(est), [True, False, True])
+    assert Estimates(np.zeros(0, "float32"), spread=np.zeros(0, "float32")).p_under(18).shape == (0,)
+    assert parse_params({"train": {"head": "gaussian"}, "policy": {"decide_on": "chance"}}).train.head == "gaussian"
+
 def test_chance_rule_needs_a_model_with_an_age_distribution(tmp_path: Path) -> None:
     policy = Policy(threshold=0.05, legal_age=18, decide_on="chance")
     with pytest.raises(DataError, match="train.head: dex"):
@@ -146,3 +157,19 @@ def test_score_applies_a_chance_rule() -> None:
     metrics, _ = score(TRUE, CHANCES, EvaluateConfig(), baseline_age=29.0, policy=policy)
     assert metrics["policy"]["decide_on"] == "chance" and "chance of being under 18" in metrics["policy"]["rule"]
     assert metrics["policy"]["minors_not_asked"] == 0.0 and metrics["policy"]["adults_asked"] == pytest.approx(0.25)
+
+
+def test_evaluate_outputs_of_a_gaussian_model_carry_its_spread_and_chance(tmp_path: Path) -> None:
+    from faceage.evaluate import write_outputs
+
+    gauss = Estimates(PRED.astype("float32"), spread=np.linspace(2.0, 8.0, len(PRED)).astype("float32"))
+    policy = calibrate(TRUE, gauss, 18, 0.0, decide_on="chance")
+    assert policy.met_on_val
+    cfg = EvaluateConfig()
+    metrics, groups = score(TRUE, gauss, cfg, baseline_age=29.0, policy=policy)
+    rows = pd.DataFrame({"file": [f"{i}.jpg" for i in range(len(TRUE))]})
+    write_outputs(tmp_path, rows, TRUE, gauss, metrics, groups, None, cfg, policy)
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    np.testing.assert_allclose(predictions["spread"], gauss.spread, atol=0.01)
+    np.testing.assert_allclose(predictions["p_minor"], gauss.p_under(18), atol=1e-5)
+    assert (tmp_path / "plots" / "id_tradeoff_chance.png").stat().st_size > 1000

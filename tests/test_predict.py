@@ -145,16 +145,17 @@ def test_served_pyfunc_matches_the_model_and_rejects_garbage(faces: list[Path], 
     assert np.isnan(mixed["age"][1]) and bool(mixed["ask_id"][1]) and "image 1: not valid base64" in mixed["note"][1]
 
 
-def test_a_dex_model_with_a_chance_rule_reports_and_applies_the_chance_of_being_a_minor(
-        faces: list[Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("head", ["dex", "gaussian"])
+def test_a_model_with_a_chance_rule_reports_and_applies_the_chance_of_being_a_minor(
+        faces: list[Path], tmp_path: Path, head: str) -> None:
     """predict and the served pyfunc apply the saved chance rule: ask when P(age < 18) >= p."""
     from faceage.serve import FaceAgeService
 
     keras.utils.set_random_seed(0)
-    model = build_model(TrainConfig(head="dex", augment=NO_AUG),
+    model = build_model(TrainConfig(backbone="tiny_cnn", head=head, augment=NO_AUG),
                         SIZE, np.array([10.0, 16.0, 30.0, 50.0]))
     model.save(tmp_path / "model.keras")
-    # An untrained model gives every face about the prior's P(minor) (0.5 here); a p near the median splits them.
+    # An untrained model gives every face about the prior's P(minor); a p near the median splits them.
     pixels = np.stack([load_face(p, SIZE)[0] for p in faces])
     p_minor = estimate(model, pixels, tta_flip=True).p_under(18)  # params.yaml: evaluate.tta_flip true
     cut = float(np.median(p_minor))
@@ -166,6 +167,7 @@ def test_a_dex_model_with_a_chance_rule_reports_and_applies_the_chance_of_being_
     rows = body["faces"]
     np.testing.assert_allclose([r["p_minor"] for r in rows], p_minor, atol=1e-4)
     assert [r["ask_id"] for r in rows] == list(p_minor >= cut)
+    assert 0 < sum(r["ask_id"] for r in rows) < len(rows)   # the rule tells faces apart
 
     class Context:
         artifacts = {"model": str(tmp_path / "model.keras"), "policy": str(tmp_path / "policy.json")}

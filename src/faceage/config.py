@@ -19,6 +19,7 @@ import yaml
 from faceage.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
+CHANCE_HEADS = ("dex", "gaussian")   # heads that say how sure they are: policy.decide_on chance works with them
 
 
 def _choice(*values: str) -> dict[str, Any]:
@@ -64,14 +65,14 @@ class AugmentConfig:
 class TrainConfig:
     backbone: str = field(default="resnet50", metadata=_choice("resnet50", "mobilenet_v3_small", "tiny_cnn"))
     weights: str | None = None
-    head: str = field(default="regression", metadata=_choice("regression", "dex"))
+    head: str = field(default="regression", metadata=_choice("regression", "dex", "gaussian"))
     epochs: int = field(default=12, metadata=_range(1, 10_000))
     time_budget_minutes: float = field(default=0.0, metadata=_range(0.0, 100_000.0))
     batch_size: int = field(default=32, metadata=_range(1, 4096))
     learning_rate: float = field(default=1e-3, metadata=_range(0.0, 10.0, lo_open=True))
     schedule: str = field(default="cosine", metadata=_choice("constant", "cosine"))
     warmup_epochs: int = field(default=1, metadata=_range(0, 10_000))
-    loss: str = field(default="mse", metadata=_choice("mse", "mae", "huber"))   # regression head only
+    loss: str = field(default="mse", metadata=_choice("mse", "mae", "huber"))  # on the age (regression, gaussian heads)
     weight_ages_10_30: float = field(default=1.0, metadata=_range(0.0, 100.0, lo_open=True))  # loss weight of faces aged 10-30
     early_stopping_patience: int = field(default=0, metadata=_range(0, 10_000))
     # auto: mixed_bfloat16 on a GPU or a CPU with native bf16 instructions, float32 elsewhere (faceage.hardware)
@@ -94,7 +95,7 @@ class EvaluateConfig:
 class PolicyConfig:
     # The calibrated ID-check rule may let at most this share of minors through unasked (on validation).
     max_minors_not_asked: float = field(default=0.02, metadata=_range(0.0, 1.0))
-    # age: ask when the estimated age is under T; chance: ask when P(age < legal age) >= p (train.head: dex)
+    # age: ask when the estimated age is under T; chance: ask when P(age < legal age) >= p (train.head: dex or gaussian)
     decide_on: str = field(default="age", metadata=_choice("age", "chance"))
 
 
@@ -213,9 +214,9 @@ def parse_params(raw: Any) -> Params:
     if params.evaluate.youngest_minor >= params.evaluate.legal_age:
         raise ConfigError(f"evaluate.youngest_minor: {params.evaluate.youngest_minor} must be below evaluate.legal_age "
                           f"({params.evaluate.legal_age})")
-    if params.policy.decide_on == "chance" and params.train.head != "dex":
-        raise ConfigError("policy.decide_on: chance needs a model that gives the chance of each age (train.head: dex); "
-                          f"train.head is {params.train.head!r}. Set policy.decide_on: age or train.head: dex")
+    if params.policy.decide_on == "chance" and params.train.head not in CHANCE_HEADS:
+        raise ConfigError("policy.decide_on: chance needs a model that says how sure it is (train.head: dex or "
+                          f"gaussian); train.head is {params.train.head!r}. Set policy.decide_on: age or another head")
     p = params.prepare
     if p.val_fraction + p.test_fraction >= 0.9:
         raise ConfigError("prepare.val_fraction + prepare.test_fraction: must leave at least 10% for training")

@@ -77,13 +77,16 @@ def write_outputs(out_dir: Path, rows: pd.DataFrame, true: np.ndarray, est: Esti
                   policy: Policy | None = None) -> list[Path]:
     """metrics.json, predictions.csv, per_group.csv, id_tradeoff.csv and the figures; returns the figure paths.
 
-    A dex-head model also gets p_minor (P(age < legal age)) per face and the trade-off of the chance rule."""
+    A model that says how sure it is (dex or gaussian head) also gets p_minor (P(age < legal age)) and, for
+    gaussian, the spread per face, and the trade-off of the chance rule."""
     pred = est.ages
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     predictions = pd.DataFrame({"file": rows["file"].to_numpy(), "age": true, "predicted": np.round(pred, 2),
                                 "error": np.round(pred - true, 2), "group": age_group(true)})
-    if est.probs is not None:
+    if est.spread is not None:
+        predictions["spread"] = np.round(est.spread, 2)
+    if est.gives_chance:
         predictions["p_minor"] = np.round(est.p_under(cfg.legal_age), 5)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
     groups.round(4).to_csv(out_dir / "per_group.csv", index=False)
@@ -96,7 +99,7 @@ def write_outputs(out_dir: Path, rows: pd.DataFrame, true: np.ndarray, est: Esti
     paths = [figures.predicted_vs_true(true, pred, plots / "predicted_vs_true.png"),
              figures.error_by_group(groups, plots / "error_by_group.png"),
              figures.id_tradeoff(table, points, plots / "id_tradeoff.png", minors=minors)]
-    if est.probs is not None:
+    if est.gives_chance:
         chances = tradeoff(true, est, cfg.legal_age, "chance", youngest_minor=cfg.youngest_minor)
         chance_points = {"calibrated": policy.threshold} if policy and policy.decide_on == "chance" else {}
         paths.append(figures.id_tradeoff(chances, chance_points, plots / "id_tradeoff_chance.png", minors=minors,

@@ -61,9 +61,11 @@ def estimate(model: keras.Model, images: np.ndarray, batch_size: int = 64, tta_f
         x = np.concatenate([_view(batch, *view) for view in views]).astype("float32")
         pred = np.asarray(model.predict_on_batch(x), dtype="float32").reshape(len(views), len(batch), width)
         out[start:start + len(batch)] = pred.mean(axis=0)
-    if width == 1:
+    if width == 1:                                  # regression head: the age
         return Estimates(out[:, 0])
-    ages = (out @ np.arange(width, dtype="float32")).astype("float32")
+    if width == 2:                                  # gaussian head: the age and its spread
+        return Estimates(out[:, 0], spread=out[:, 1])
+    ages = (out @ np.arange(width, dtype="float32")).astype("float32")   # dex head: P(age) per whole age
     return Estimates(ages, out)
 
 

@@ -2,10 +2,14 @@
 backbone (ResNet50 by default) -> age head. The preprocessing lives inside the saved model, so whatever
 serves it needs only decoded, resized RGB pixels.
 
-Two heads (`train.head`): `regression` outputs the age (shape (n, 1)); `dex` outputs a probability for every
+Three heads (`train.head`): `regression` outputs the age (shape (n, 1)); `dex` outputs a probability for every
 whole age 0-120 (shape (n, 121), "DEX": Rothe et al. 2015), trained on a Gaussian label distribution around
-the true age plus the absolute error of the expected age (DLDL-v2, Gao et al. 2018). Its age is the expected
-value, and it also says how sure it is: P(age < 18) drives the ID check (faceage.policy).
+the true age plus the absolute error of the expected age (DLDL-v2, Gao et al. 2018), its age being the expected
+value; `gaussian` outputs the age and a spread sigma in years (shape (n, 2)): the age is trained by `train.loss`
+exactly as the regression head's, sigma by the Gaussian negative log-likelihood of the true age around the
+(gradient-stopped) age, so it learns how far off the age tends to be for such a face without pulling the age
+(heteroscedastic regression, Kendall & Gal 2017). dex and gaussian say how sure they are: P(age < 18) can
+drive the ID check (faceage.policy, `policy.decide_on: chance`).
 
 Plain Keras 3 (keras.ops and layers only), so it runs on the TensorFlow or the JAX backend.
 """
@@ -28,6 +32,7 @@ HUBER_DELTA_YEARS = 5.0
 AGE_BINS = MAX_AGE + 1          # the dex head: one probability per whole age 0..MAX_AGE
 DEX_SIGMA_YEARS = 2.0           # spread of the Gaussian label distribution around the true age
 DEX_L1_WEIGHT = 1.0             # weight of |expected age - true age| beside the cross-entropy
+MIN_SPREAD_YEARS = 0.5          # the gaussian head's sigma is softplus(.) + this: never zero, so the NLL stays finite
 
 
 @keras.saving.register_keras_serializable(package="faceage")
@@ -125,6 +130,18 @@ def build_model(cfg: TrainConfig, image_size: int, train_ages: np.ndarray | floa
         logits = layers.Dense(AGE_BINS, dtype="float32", bias_initializer=keras.initializers.Constant(prior),
                               name="age_logits")(x)
         out = layers.Softmax(dtype="float32", name="age_probs")(logits)
+    elif cfg.head == "gaussian":
+        ages = np.asarray(train_ages, "float32")
+        age = layers.Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(float(np.mean(ages))),
+                           name="age")(x)
+        # sigma starts at the spread of the training ages (what a constant guess is off by), via softplus's inverse
+        start = max(float(np.std(ages)) - MIN_SPREAD_YEARS, 1.0)
+        raw = layers.Dense(1, dtype="float32", kernel_initializer="zeros",
+                           bias_initializer=keras.initializers.Constant(float(np.log(np.expm1(start)))),
+                           name="spread_raw")(x)
+        spread = layers.Rescaling(1.0, offset=MIN_SPREAD_YEARS, dtype="float32", name="spread")(
+            layers.Activation("softplus", dtype="float32")(raw))
+        out = layers.Concatenate(dtype="float32", name="age_and_spread")([age, spread])
     else:
         mean_age = float(np.mean(train_ages))
         out = layers.Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(mean_age), name="age")(x)
@@ -155,14 +172,51 @@ class AgeDistributionLoss(keras.losses.Loss):
         return cross_entropy + DEX_L1_WEIGHT * ops.abs(expected_age(probs) - ages)
 
 
+def _age_loss(name: str, ages, predicted):
+    """`train.loss` per face (Keras's own loss functions), on (n,) tensors."""
+    ages, predicted = ops.reshape(ages, (-1, 1)), ops.reshape(predicted, (-1, 1))
+    if name == "mse":
+        return keras.losses.mean_squared_error(ages, predicted)
+    if name == "mae":
+        return keras.losses.mean_absolute_error(ages, predicted)
+    return keras.losses.huber(ages, predicted, delta=HUBER_DELTA_YEARS)
+
+
+@keras.saving.register_keras_serializable(package="faceage")
+class GaussianAgeLoss(keras.losses.Loss):
+    """The gaussian head's loss: `train.loss` on the age (column 0) + the negative log-likelihood of the true age
+    under N(age, sigma^2) (sigma: column 1), with the age's gradient stopped in the second term so only sigma
+    learns from it and the age is trained exactly as the regression head's."""
+
+    def __init__(self, age_loss: str = "mse", **kwargs):
+        super().__init__(**kwargs)
+        self.age_loss = age_loss
+
+    def call(self, y_true, y_pred):
+        ages = ops.reshape(ops.cast(y_true, "float32"), (-1,))
+        y_pred = ops.cast(y_pred, "float32")
+        age, spread = y_pred[:, 0], y_pred[:, 1]
+        nll = ops.log(spread) + 0.5 * ops.square((ages - ops.stop_gradient(age)) / spread)
+        return _age_loss(self.age_loss, ages, age) + nll
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "age_loss": self.age_loss}
+
+
 def _expected_age_error(y_true, y_pred):
     return ops.abs(expected_age(y_pred) - ops.reshape(ops.cast(y_true, "float32"), (-1,)))
 
 
+def _first_column_error(y_true, y_pred):
+    return ops.abs(ops.cast(y_pred, "float32")[:, 0] - ops.reshape(ops.cast(y_true, "float32"), (-1,)))
+
+
 def loss_fn(name: str, head: str = "regression") -> keras.losses.Loss:
-    """The training loss: `train.loss` on the age for the regression head; the dex head has its own."""
+    """The training loss: `train.loss` on the age (regression and gaussian heads); the dex head has its own."""
     if head == "dex":
         return AgeDistributionLoss()
+    if head == "gaussian":
+        return GaussianAgeLoss(name)
     if name == "mse":
         return keras.losses.MeanSquaredError()
     if name == "mae":
@@ -187,12 +241,20 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optim
     )
 
 
+def age_error_metric(head: str) -> keras.metrics.Metric:
+    """`mae`: the absolute error of the age the head gives (what val_mae, checkpoints and pruning watch)."""
+    if head == "dex":
+        return keras.metrics.MeanMetricWrapper(_expected_age_error, name="mae")
+    if head == "gaussian":
+        return keras.metrics.MeanMetricWrapper(_first_column_error, name="mae")
+    return keras.metrics.MeanAbsoluteError(name="mae")
+
+
 def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate(cfg, steps_per_epoch)),
         loss=loss_fn(cfg.loss, cfg.head),
-        metrics=[keras.metrics.MeanMetricWrapper(_expected_age_error, name="mae") if cfg.head == "dex"
-                 else keras.metrics.MeanAbsoluteError(name="mae")],
+        metrics=[age_error_metric(cfg.head)],
         jit_compile=cfg.jit_compile,
     )
     if cfg.jit_compile and not model.jit_compile:

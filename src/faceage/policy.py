@@ -1,8 +1,8 @@
 """The alcohol ID-check decision, on one of two things the model says (`policy.decide_on`):
 
 - `age`:    "ask for ID when the estimated age is under T" (any model);
-- `chance`: "ask for ID when the chance of being under the legal age is at least p" (a dex-head model, whose
-            output is a distribution over ages: it knows when it is unsure).
+- `chance`: "ask for ID when the chance of being under the legal age is at least p" (a model that knows when it
+            is unsure: a dex head gives a distribution over ages, a gaussian head a spread around the age).
 
 MAE hides what matters here, so the rule is chosen, not assumed: `calibrate` picks on the VALIDATION split the
 cheapest rule (the fewest adults asked: the lowest T, or the highest p) whose share of minors not asked is at
@@ -62,8 +62,9 @@ class Policy:
             return np.asarray(estimates.ages) < self.threshold
         p_minor = estimates.p_under(self.legal_age)
         if p_minor is None:
-            raise DataError("the ID-check rule decides on the chance of being a minor, but this model gives no age "
-                            "distribution (train.head: regression); use a train.head: dex model or policy.decide_on: age")
+            raise DataError("the ID-check rule decides on the chance of being a minor, but this model does not say how "
+                            "sure it is (train.head: regression); use a train.head: dex or gaussian model or "
+                            "policy.decide_on: age")
         return p_minor >= self.threshold
 
     def save(self, path: Path) -> Path:

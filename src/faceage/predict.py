@@ -31,7 +31,7 @@ class FaceRow:
     age: float | None = None
     group: str = ""
     ask_id: bool | None = None
-    p_minor: float | None = None     # dex-head models: the chance of being under the legal age
+    p_minor: float | None = None     # dex or gaussian head: the chance of being under the legal age
     status: str = "ok"
     reason: str = ""
 
