@@ -79,6 +79,30 @@ def cost_at_equal_safety(true: np.ndarray, est, legal_age: int, youngest_minor: 
     return out
 
 
+def spread_report(true: np.ndarray, est, legal_age: int, youngest_minor: int,
+                  store_threshold: float = 25.0) -> dict | None:
+    """For a gaussian model: does its spread know when its age is off? The rank correlation of sigma with the
+    absolute error, the mean sigma per age group, and the minors the store rule misses (estimated >= 25) with
+    their sigma and P(minor). None for other models."""
+    from faceage.ages import age_group
+    from faceage.metrics import minor_mask
+
+    if est.spread is None:
+        return None
+    error = np.abs(est.ages - true)
+    groups = pd.Series(est.spread).groupby(age_group(true)).mean()
+    missed = minor_mask(true, legal_age, youngest_minor) & (est.ages >= store_threshold)
+    p_minor = est.p_under(legal_age)
+    return {
+        "spearman_spread_vs_abs_error": float(pd.Series(est.spread).corr(pd.Series(error), method="spearman")),
+        "mean_spread": float(np.mean(est.spread)),
+        "mean_spread_by_group": {str(k): round(float(v), 2) for k, v in groups.items()},
+        f"minors_estimated_{store_threshold:g}_or_older": [
+            {"age": float(true[i]), "predicted": round(float(est.ages[i]), 1), "spread": round(float(est.spread[i]), 2),
+             "p_minor": round(float(p_minor[i]), 4)} for i in np.flatnonzero(missed)],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     from faceage import figures
     from faceage.data.layouts import UTK_GENDERS, UTK_RACES
@@ -121,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                    "val_minors_not_asked": policy.val_minors_not_asked, "val_n_minors": policy.val_n_minors,
                    "val_adults_25plus_asked": policy.val_adults_25plus_asked},
         "test": reached, "fairness_test": fairness, "fixed_rules_test": at, "rules": rules,
+        "spread_test": spread_report(true, test_est, args.legal_age, args.youngest_minor),
         "tradeoff_test": table.round(4).to_dict(orient="list"),
         "predictions": str(args.predictions), "n_val": len(val), "n_test": len(test),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),

@@ -126,7 +126,8 @@ def test_id_check_compares_the_age_and_the_chance_rule_of_a_model_that_says_how_
         ages = np.concatenate([rng.integers(13, 18, 40), rng.integers(18, 80, 160)]).astype(float)
         pred = np.clip(ages + rng.normal(0, 3, len(ages)), 1, 100)
         if head == "gaussian":
-            frame = pd.DataFrame({"age": ages, "predicted": pred, "spread": 3.0})
+            # the spread knows: faces estimated further off get a larger sigma
+            frame = pd.DataFrame({"age": ages, "predicted": pred, "spread": 1.0 + np.abs(pred - ages)})
         else:
             p_minor = 1 / (1 + np.exp((pred - 18) / 3))
             probs = np.zeros((len(ages), 121))
@@ -148,6 +149,13 @@ def test_id_check_compares_the_age_and_the_chance_rule_of_a_model_that_says_how_
     assert set(rules["age"]["test_adults_25plus_asked_at"]) == {"minors_not_asked<=0", "minors_not_asked<=0.02",
                                                                 "minors_not_asked<=0.05", "minors_not_asked<=0.1"}
     assert (tmp_path / "id_check-chance.png").is_file()
+    if head == "gaussian":
+        spread = report["spread_test"]
+        assert spread["spearman_spread_vs_abs_error"] == pytest.approx(1.0)
+        assert set(spread["mean_spread_by_group"]) <= {"13-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+"}
+        assert all(m["age"] < 18 and m["predicted"] >= 25 for m in spread["minors_estimated_25_or_older"])
+    else:
+        assert report["spread_test"] is None
 
 
 def test_behaviour_benchmark_tiny_mode_reports_every_change(tmp_path: Path) -> None:
