@@ -130,22 +130,24 @@ def build_model(cfg: TrainConfig, image_size: int, train_ages: np.ndarray | floa
         logits = layers.Dense(AGE_BINS, dtype="float32", bias_initializer=keras.initializers.Constant(prior),
                               name="age_logits")(x)
         out = layers.Softmax(dtype="float32", name="age_probs")(logits)
-    elif cfg.head == "gaussian":
-        ages = np.asarray(train_ages, "float32")
-        age = layers.Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(float(np.mean(ages))),
-                           name="age")(x)
-        # sigma starts at the spread of the training ages (what a constant guess is off by), via softplus's inverse
-        start = max(float(np.std(ages)) - MIN_SPREAD_YEARS, 1.0)
-        raw = layers.Dense(1, dtype="float32", kernel_initializer="zeros",
-                           bias_initializer=keras.initializers.Constant(float(np.log(np.expm1(start)))),
-                           name="spread_raw")(x)
-        spread = layers.Rescaling(1.0, offset=MIN_SPREAD_YEARS, dtype="float32", name="spread")(
-            layers.Activation("softplus", dtype="float32")(raw))
-        out = layers.Concatenate(dtype="float32", name="age_and_spread")([age, spread])
     else:
-        mean_age = float(np.mean(train_ages))
-        out = layers.Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(mean_age), name="age")(x)
+        ages = np.asarray(train_ages, "float32")
+        out = layers.Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(float(np.mean(ages))),
+                           name="age")(x)
+        if cfg.head == "gaussian":
+            out = layers.Concatenate(dtype="float32", name="age_and_spread")([out, _spread(x, float(np.std(ages)))])
     return keras.Model(inputs, out, name=f"faceage_{cfg.backbone}")
+
+
+def _spread(features, start: float):
+    """The gaussian head's sigma (years): softplus(dense) + MIN_SPREAD_YEARS, starting at `start` for every face
+    (the spread of the training ages: what a constant guess is off by)."""
+    start = max(start - MIN_SPREAD_YEARS, 1.0)
+    raw = layers.Dense(1, dtype="float32", kernel_initializer="zeros",
+                       bias_initializer=keras.initializers.Constant(float(np.log(np.expm1(start)))),  # softplus^-1
+                       name="spread_raw")(features)
+    return layers.Rescaling(1.0, offset=MIN_SPREAD_YEARS, dtype="float32", name="spread")(
+        layers.Activation("softplus", dtype="float32")(raw))
 
 
 def label_distribution(ages, sigma: float = DEX_SIGMA_YEARS):
