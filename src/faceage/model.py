@@ -5,10 +5,11 @@ serves it needs only decoded, resized RGB pixels.
 Three heads (`train.head`): `regression` outputs the age (shape (n, 1)); `dex` outputs a probability for every
 whole age 0-120 (shape (n, 121), "DEX": Rothe et al. 2015), trained on a Gaussian label distribution around
 the true age plus the absolute error of the expected age (DLDL-v2, Gao et al. 2018), its age being the expected
-value; `gaussian` outputs the age and a spread sigma in years (shape (n, 2)): the age is trained by `train.loss`
-exactly as the regression head's, sigma by the Gaussian negative log-likelihood of the true age around the
-(gradient-stopped) age, so it learns how far off the age tends to be for such a face without pulling the age
-(heteroscedastic regression, Kendall & Gal 2017). dex and gaussian say how sure they are: P(age < 18) can
+value; `gaussian` outputs the age and a spread sigma in years (shape (n, 2)): the age output gets exactly the
+gradient of `train.loss`, as the regression head's, sigma the Gaussian negative log-likelihood of the true age
+around the (gradient-stopped) age, so it learns how far off the age tends to be for such a face (heteroscedastic
+regression, Kendall & Gal 2017). The likelihood's gradient still reaches the shared backbone through sigma, so the
+features, and the age, are not identical to a regression model's (measured: BENCHMARKS.md). dex and gaussian say how sure they are: P(age < 18) can
 drive the ID check (faceage.policy, `policy.decide_on: chance`).
 
 Plain Keras 3 (keras.ops and layers only), so it runs on the TensorFlow or the JAX backend.
@@ -187,8 +188,8 @@ def _age_loss(name: str, ages, predicted):
 @keras.saving.register_keras_serializable(package="faceage")
 class GaussianAgeLoss(keras.losses.Loss):
     """The gaussian head's loss: `train.loss` on the age (column 0) + the negative log-likelihood of the true age
-    under N(age, sigma^2) (sigma: column 1), with the age's gradient stopped in the second term so only sigma
-    learns from it and the age is trained exactly as the regression head's."""
+    under N(age, sigma^2) (sigma: column 1), with the age's gradient stopped in the second term: the age output
+    gets only `train.loss`'s gradient, sigma (and, through it, the backbone) the likelihood's."""
 
     def __init__(self, age_loss: str = "mse", **kwargs):
         super().__init__(**kwargs)
