@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--legal-age", type=int, default=params.evaluate.legal_age)
     ap.add_argument("--youngest-minor", type=int, default=params.evaluate.youngest_minor)
     ap.add_argument("--max-minors-not-asked", type=float, default=params.policy.max_minors_not_asked)
+    ap.add_argument("--store-threshold", type=float, default=params.evaluate.id_check_threshold,
+                    help="the store's fixed rule: ask for ID under this estimated age")
     ap.add_argument("--decide-on", choices=("age", "chance"), default=params.policy.decide_on,
                     help="the rule reported in detail (chance needs a dex model's probs_*.npy or a gaussian "
                          "model's spread column)")
@@ -79,10 +81,9 @@ def cost_at_equal_safety(true: np.ndarray, est, legal_age: int, youngest_minor: 
     return out
 
 
-def spread_report(true: np.ndarray, est, legal_age: int, youngest_minor: int,
-                  store_threshold: float = 25.0) -> dict | None:
+def spread_report(true: np.ndarray, est, legal_age: int, youngest_minor: int, store_threshold: float) -> dict | None:
     """For a gaussian model: does its spread know when its age is off? The rank correlation of sigma with the
-    absolute error, the mean sigma per age group, and the minors the store rule misses (estimated >= 25) with
+    absolute error, the mean sigma per age group, and the minors the store rule misses (estimated >= it) with
     their sigma and P(minor). None for other models."""
     from faceage.ages import age_group
     from faceage.metrics import minor_mask
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                    "val_minors_not_asked": policy.val_minors_not_asked, "val_n_minors": policy.val_n_minors,
                    "val_adults_25plus_asked": policy.val_adults_25plus_asked},
         "test": reached, "fairness_test": fairness, "fixed_rules_test": at, "rules": rules,
-        "spread_test": spread_report(true, test_est, args.legal_age, args.youngest_minor),
+        "spread_test": spread_report(true, test_est, args.legal_age, args.youngest_minor, args.store_threshold),
         "tradeoff_test": table.round(4).to_dict(orient="list"),
         "predictions": str(args.predictions), "n_val": len(val), "n_test": len(test),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_clean(report), indent=2) + "\n")
-    points = {"store rule": 25.0, **({"calibrated": policy.threshold} if policy.decide_on == "age" else {})}
+    points = {"store rule": args.store_threshold, **({"calibrated": policy.threshold} if policy.decide_on == "age" else {})}
     figures.id_tradeoff(table, points, args.out.with_suffix(".png"),
                         minors=f"minors ({report['minors']})", title="ID check trade-off, real faces (test split)")
     if "chance" in kinds:
