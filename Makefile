@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check bench-behaviour bench-tta bench-precision
+.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check bench-compare bench-behaviour bench-tta bench-precision
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-speed: install
 
 bench-id-check: install
 	$(BIN)/python bench/id_check.py
+
+# Two bench/quality.py runs' predictions: make bench-compare A=results/bench/x-work B=results/bench/y-work
+bench-compare: install
+	$(BIN)/python bench/compare.py $(A) $(B)
 
 bench-behaviour: install
 	$(BIN)/python bench/behaviour.py

@@ -8,6 +8,7 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable, NoReturn
 
 import numpy as np
 
@@ -55,3 +56,16 @@ def untrained_tiny_model(train_ages: np.ndarray, image_size: int = 32):
     keras.utils.set_random_seed(0)
     cfg = TrainConfig(backbone="tiny_cnn", augment=AugmentConfig.off())
     return build_model(cfg, image_size, train_ages)
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Run a benchmark's main(); a user-facing error (bad params, missing or mismatched predictions) becomes one
+    line on stderr and exit status 2, as in the faceage CLI, instead of a traceback."""
+    from faceage.errors import FaceageError
+
+    try:
+        code = main()
+    except FaceageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)

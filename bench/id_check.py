@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common import run_main  # noqa: E402  (bench/common.py, beside this script)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from faceage.config import load_params
@@ -178,4 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from faceage.config import PrepareConfig, load_params, to_flat_dict  # noqa: E402
 from faceage.errors import DataError  # noqa: E402
 
-from common import UTKFACE_IMAGES, images_found, machine_summary, subset_dir  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, images_found, machine_summary, run_main, subset_dir  # noqa: E402  (bench/common.py, beside this script)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -185,4 +185,4 @@ def _clean(value):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -176,3 +176,63 @@ def test_tta_benchmark_tiny_mode_reports_every_view_count(tmp_path: Path) -> Non
     assert report["configs"]["flip"]["test_mae_vs_flip"] == 1.0
     for entry in report["configs"].values():
         assert entry["test_mae"] > 0 and set(entry["test_id_check"]) >= {"minors_not_asked", "adults_25plus_asked"}
+
+
+def write_predictions(folder: Path, ages: np.ndarray, noise: float, seed: int) -> None:
+    """Generated val and test predictions of a model whose age errors have the given spread (years)."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split in ("val", "test"):
+        pred = ages + rng.normal(0, noise, len(ages))
+        pd.DataFrame({"file": [f"{split}_{i}.jpg" for i in range(len(ages))], "age": ages,
+                      "predicted": pred}).to_csv(folder / f"predictions_{split}.csv", index=False)
+
+
+def run_compare(a: Path, b: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench/compare.py", str(a), str(b), "--rounds", "300", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_compare_tells_a_better_model_from_noise_and_agrees_with_id_check(tmp_path: Path) -> None:
+    """B errs half as much as A on the same faces: the paired interval of B - A lies below 0. A model against
+    itself differs by exactly 0. The point figures are id_check's, read from the same predictions."""
+    rng = np.random.default_rng(1)
+    ages = np.concatenate([rng.integers(13, 18, 120), rng.integers(18, 80, 600)]).astype(float)
+    write_predictions(tmp_path / "a", ages, noise=8.0, seed=2)
+    write_predictions(tmp_path / "b", ages, noise=4.0, seed=3)
+    proc = run_compare(tmp_path / "a", tmp_path / "b", tmp_path / "ab.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "ab.json").read_text())
+    assert report["n_test"] == 720 and report["rounds"] == 300
+    mae = report["b_minus_a"]["mae"]
+    assert mae["ci95"][1] < 0 and mae["share_of_rounds_b_lower"] == 1.0
+    assert mae["value"] == pytest.approx(report["b"]["mae"]["value"] - report["a"]["mae"]["value"], abs=1e-3)
+    assert report["b_minus_a"]["adults_25plus_asked_at_minors_not_asked<=0.05"]["ci95"][1] < 0
+
+    proc = run_compare(tmp_path / "a", tmp_path / "a", tmp_path / "aa.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    same = json.loads((tmp_path / "aa.json").read_text())["b_minus_a"]
+    assert all(d["value"] == 0 and d["ci95"] == [0, 0] for d in same.values())
+
+    out = tmp_path / "id_check.json"
+    proc = subprocess.run([sys.executable, "bench/id_check.py", "--predictions", str(tmp_path / "a"), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checked = json.loads(out.read_text())
+    assert report["a"]["rule"] == checked["policy"]["rule"]
+    assert report["a"]["rule_adults_25plus_asked"]["value"] == pytest.approx(checked["test"]["adults_25plus_asked"], abs=1e-4)
+    for level in ("0.02", "0.05", "0.1"):
+        assert report["a"][f"adults_25plus_asked_at_minors_not_asked<={level}"]["value"] == pytest.approx(
+            checked["rules"]["age"]["test_adults_25plus_asked_at"][f"minors_not_asked<={level}"], abs=1e-4)
+
+
+def test_compare_refuses_runs_of_different_splits(tmp_path: Path) -> None:
+    ages = np.arange(13, 73, dtype=float)
+    write_predictions(tmp_path / "a", ages, noise=3.0, seed=0)
+    write_predictions(tmp_path / "b", ages[::-1].copy(), noise=3.0, seed=0)
+    proc = run_compare(tmp_path / "a", tmp_path / "b", tmp_path / "ab.json")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: not the same test faces")
+    assert not (tmp_path / "ab.json").exists()

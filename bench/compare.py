@@ -1,0 +1,157 @@
+"""Is model B better than model A, or is it noise? A paired bootstrap over the test faces of two bench/quality.py
+runs (the benchmark fixes its split, so both models scored the same faces): the test MAE (all faces, and the
+teenagers 13-17), and the alcohol ID check: each model's age rule calibrated on its own validation predictions (as
+evaluate does), what that rule reaches on test, and each model's cost to adults 25+ at equal shares of teenagers
+not asked (read off the test curve, as bench/id_check.py does). Every figure comes with a 95% interval over
+resampled test faces, and the difference B - A with its interval says whether this test set can tell the two apart.
+
+What it cannot show: how much one setup moves with its training seed (the test faces are resampled, the models
+are not retrained); run bench/quality.py again with `--set train.seed=N` for that.
+
+    .venv/bin/python bench/compare.py results/bench/quality-seed7-work results/bench/quality-size80-work \
+        --out results/bench/compare-seed7-size80.json
+
+No training and no images: it reads the predictions_{val,test}.csv that bench/quality.py saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common import run_main  # noqa: E402  (bench/common.py, beside this script)
+from id_check import read_predictions  # noqa: E402  (bench/id_check.py)
+
+LEVELS = (0.02, 0.05, 0.1)   # shares of teenagers not asked at which the models' costs to adults are compared
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from faceage.config import load_params
+
+    params = load_params()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("a", type=Path, help="model A's folder of predictions_val.csv and predictions_test.csv")
+    ap.add_argument("b", type=Path, help="model B's folder (the same split)")
+    ap.add_argument("--rounds", type=int, default=2000, help="bootstrap resamples of the test faces")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--legal-age", type=int, default=params.evaluate.legal_age)
+    ap.add_argument("--youngest-minor", type=int, default=params.evaluate.youngest_minor)
+    ap.add_argument("--max-minors-not-asked", type=float, default=params.policy.max_minors_not_asked)
+    ap.add_argument("--out", type=Path, default=Path("results/bench/compare.json"))
+    args = ap.parse_args(argv)
+    if args.rounds < 100:
+        ap.error(f"--rounds {args.rounds}: at least 100 resamples are needed for a 95% interval")
+    return args
+
+
+def paired_test(a: pd.DataFrame, b: pd.DataFrame, where: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true ages, A's estimates, B's estimates) on the same faces, matched by file name when both have one."""
+    from faceage.errors import DataError
+
+    if "file" in a.columns and "file" in b.columns:
+        if a["file"].duplicated().any() or b["file"].duplicated().any():
+            raise DataError(f"{where[0]} or {where[1]}: a test file appears twice; rerun bench/quality.py")
+        both = a.merge(b[["file", "age", "predicted"]], on="file", suffixes=("_a", "_b"))
+        if len(both) != len(a) or len(both) != len(b) or not np.array_equal(both["age_a"], both["age_b"]):
+            raise DataError(f"not the same test faces: {where[0]} has {len(a)}, {where[1]} has {len(b)}, "
+                            f"{len(both)} in common (with the same ages); compare two runs of the same split")
+        return both["age_a"].to_numpy(float), both["predicted_a"].to_numpy(float), both["predicted_b"].to_numpy(float)
+    if len(a) != len(b) or not np.array_equal(a["age"].to_numpy(float), b["age"].to_numpy(float)):
+        raise DataError(f"not the same test faces: {where[0]} and {where[1]} differ in length or ages and have no "
+                        "file column to match them by; compare two runs of the same split")
+    return a["age"].to_numpy(float), a["predicted"].to_numpy(float), b["predicted"].to_numpy(float)
+
+
+def cheapest_cost(true: np.ndarray, pred: np.ndarray, legal_age: int, youngest_minor: int, level: float) -> float:
+    """Share of adults 25+ asked by the cheapest rule "ask under T" (T on the calibration grid) that leaves at most
+    `level` of the minors unasked; NaN when there are no minors or no T on the grid does it."""
+    from faceage.metrics import minor_mask
+    from faceage.policy import SEARCH_MAX, SEARCH_STEP
+
+    teens = np.sort(pred[minor_mask(true, legal_age, youngest_minor)])[::-1]
+    if len(teens) == 0:
+        return float("nan")
+    k = int(np.floor(level * len(teens) + 1e-9))        # minors that may stay unasked: those estimated >= T
+    threshold = legal_age if k >= len(teens) else max(legal_age, (np.floor(teens[k] / SEARCH_STEP) + 1) * SEARCH_STEP)
+    if threshold > SEARCH_MAX + 1e-9:
+        return float("nan")
+    adults25 = true >= 25
+    return float(np.mean(pred[adults25] < threshold)) if adults25.any() else float("nan")
+
+
+def statistics(true: np.ndarray, pred: np.ndarray, asked: np.ndarray, rows: np.ndarray, legal_age: int,
+               youngest_minor: int) -> dict[str, np.ndarray]:
+    """Each statistic (lower is better for all) on each row of face indices `rows` (rounds x faces)."""
+    from faceage.metrics import minor_mask
+
+    err, asked_r = np.abs(pred - true)[rows], asked[rows]
+    minors, adults25 = minor_mask(true, legal_age, youngest_minor)[rows], (true >= 25)[rows]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"mae": err.mean(axis=1),
+               "mae_minors": (err * minors).sum(axis=1) / minors.sum(axis=1),
+               "rule_minors_not_asked": (~asked_r & minors).sum(axis=1) / minors.sum(axis=1),
+               "rule_adults_25plus_asked": (asked_r & adults25).sum(axis=1) / adults25.sum(axis=1)}
+    for level in LEVELS:
+        out[f"adults_25plus_asked_at_minors_not_asked<={level:g}"] = np.array(
+            [cheapest_cost(true[r], pred[r], legal_age, youngest_minor, level) for r in rows])
+    return out
+
+
+def interval(values: np.ndarray) -> list[float]:
+    low, high = np.nanpercentile(values, [2.5, 97.5])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from faceage.estimates import Estimates
+    from faceage.evaluate import _clean
+    from faceage.policy import calibrate
+
+    args = parse_args(argv)
+    (test_a, _), (test_b, _) = read_predictions(args.a, "test"), read_predictions(args.b, "test")
+    true, pred_a, pred_b = paired_test(test_a, test_b, (args.a, args.b))
+    pred = {"a": pred_a, "b": pred_b}
+    rows = np.random.default_rng(args.seed).integers(0, len(true), size=(args.rounds, len(true)))
+    everyone = np.arange(len(true))[None, :]
+    report: dict = {}
+    boot: dict[str, dict[str, np.ndarray]] = {}
+    for key, folder in (("a", args.a), ("b", args.b)):
+        val, val_est = read_predictions(folder, "val")
+        policy = calibrate(val["age"].to_numpy(float), val_est, args.legal_age, args.max_minors_not_asked,
+                           args.youngest_minor, "age")
+        asked = policy.ask(Estimates(pred[key].astype("float32")))
+        point = statistics(true, pred[key], asked, everyone, args.legal_age, args.youngest_minor)
+        boot[key] = statistics(true, pred[key], asked, rows, args.legal_age, args.youngest_minor)
+        report[key] = {"predictions": str(folder), "rule": policy.rule, "met_on_val": policy.met_on_val,
+                       **{name: {"value": round(float(point[name][0]), 4), "ci95": interval(boot[key][name])}
+                          for name in point}}
+    diff = {}
+    for name in boot["a"]:
+        delta = boot["b"][name] - boot["a"][name]
+        diff[name] = {"value": round(report["b"][name]["value"] - report["a"][name]["value"], 4), "ci95": interval(delta),
+                      "share_of_rounds_b_lower": round(float(np.mean(delta[~np.isnan(delta)] < 0)), 4)}
+    report = {**report, "b_minus_a": diff, "n_test": len(true), "rounds": args.rounds, "seed": args.seed,
+              "minors": f"{args.youngest_minor}-{args.legal_age - 1}",
+              "note": "95% intervals over resampled test faces (paired); training-seed variation is not in them",
+              "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+              "date": time.strftime("%Y-%m-%d %H:%M")}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(_clean(report), indent=2) + "\n")
+    print(f"A = {args.a}\nB = {args.b}\n{len(true)} test faces, {args.rounds} paired resamples (95% intervals)")
+    print(f"{'statistic (lower is better)':<52} {'A':>22} {'B':>22} {'B - A':>24}")
+    for name, d in diff.items():
+        cells = [f"{report[k][name]['value']:.3f} [{report[k][name]['ci95'][0]:.3f}, {report[k][name]['ci95'][1]:.3f}]"
+                 for k in ("a", "b")]
+        print(f"{name:<52} {cells[0]:>22} {cells[1]:>22} {d['value']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+    print(f"rules calibrated on val: A '{report['a']['rule']}', B '{report['b']['rule']}'\nreport {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
