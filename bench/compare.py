@@ -70,7 +70,9 @@ def paired_test(a: pd.DataFrame, b: pd.DataFrame, where: tuple[Path, Path]) -> t
 
 def cheapest_cost(true: np.ndarray, pred: np.ndarray, legal_age: int, youngest_minor: int, level: float) -> float:
     """Share of adults 25+ asked by the cheapest rule "ask under T" (T on the calibration grid) that leaves at most
-    `level` of the minors unasked; NaN when there are no minors or no T on the grid does it."""
+    `level` of the minors unasked; NaN when there are no minors or no T on the grid does it. The closed form of
+    bench/id_check.py's cost_at_equal_safety, which scans the whole grid through policy.tradeoff: too slow for
+    thousands of resamples (the tests check that both give the same figures)."""
     from faceage.metrics import minor_mask
     from faceage.policy import SEARCH_MAX, SEARCH_STEP
 
