@@ -91,7 +91,7 @@ def make_storage(cfg: TuneConfig) -> optuna.storages.RDBStorage:
     try:
         return optuna.storages.RDBStorage(
             cfg.storage, heartbeat_interval=cfg.heartbeat_seconds, grace_period=3 * cfg.heartbeat_seconds,
-            failed_trial_callback=_close_mlflow_run_of_dead_trial)
+            heartbeat_stale_trial_callback=_close_mlflow_run_of_dead_trial)
     except Exception as exc:  # noqa: BLE001 (SQLAlchemy raises many types for unreachable/bad databases)
         raise ConfigError(f"tune.storage: cannot open {cfg.storage!r}: {exc}") from None
 
