@@ -51,21 +51,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def paired_test(a: pd.DataFrame, b: pd.DataFrame, where: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true ages, A's estimates, B's estimates) on the same faces, matched by file name when both have one."""
+    """(true ages, A's estimates, B's estimates) on the same faces, matched by file name."""
     from faceage.errors import DataError
 
-    if "file" in a.columns and "file" in b.columns:
-        if a["file"].duplicated().any() or b["file"].duplicated().any():
-            raise DataError(f"{where[0]} or {where[1]}: a test file appears twice; rerun bench/quality.py")
-        both = a.merge(b[["file", "age", "predicted"]], on="file", suffixes=("_a", "_b"))
-        if len(both) != len(a) or len(both) != len(b) or not np.array_equal(both["age_a"], both["age_b"]):
-            raise DataError(f"not the same test faces: {where[0]} has {len(a)}, {where[1]} has {len(b)}, "
-                            f"{len(both)} in common (with the same ages); compare two runs of the same split")
-        return both["age_a"].to_numpy(float), both["predicted_a"].to_numpy(float), both["predicted_b"].to_numpy(float)
-    if len(a) != len(b) or not np.array_equal(a["age"].to_numpy(float), b["age"].to_numpy(float)):
-        raise DataError(f"not the same test faces: {where[0]} and {where[1]} differ in length or ages and have no "
-                        "file column to match them by; compare two runs of the same split")
-    return a["age"].to_numpy(float), a["predicted"].to_numpy(float), b["predicted"].to_numpy(float)
+    for frame, folder in zip((a, b), where):
+        if "file" not in frame.columns or frame["file"].duplicated().any():
+            raise DataError(f"{folder}: predictions_test.csv needs a file column naming each face once (as "
+                            "bench/quality.py writes it); rerun bench/quality.py")
+    both = a.merge(b[["file", "age", "predicted"]], on="file", suffixes=("_a", "_b"))
+    if len(both) != len(a) or len(both) != len(b) or not np.array_equal(both["age_a"], both["age_b"]):
+        raise DataError(f"not the same test faces: {where[0]} has {len(a)}, {where[1]} has {len(b)}, "
+                        f"{len(both)} in common (with the same ages); compare two runs of the same split")
+    return both["age_a"].to_numpy(float), both["predicted_a"].to_numpy(float), both["predicted_b"].to_numpy(float)
 
 
 def cheapest_cost(true: np.ndarray, pred: np.ndarray, legal_age: int, youngest_minor: int, level: float) -> float:
@@ -105,9 +102,21 @@ def statistics(true: np.ndarray, pred: np.ndarray, asked: np.ndarray, rows: np.n
     return out
 
 
-def interval(values: np.ndarray) -> list[float]:
-    low, high = np.nanpercentile(values, [2.5, 97.5])
+def interval(values: np.ndarray) -> list[float] | None:
+    """The 95% percentile interval of the resampled values; None when no resample could compute it."""
+    finite = values[~np.isnan(values)]
+    if finite.size == 0:
+        return None
+    low, high = np.percentile(finite, [2.5, 97.5])
     return [round(float(low), 4), round(float(high), 4)]
+
+
+def shown(entry: dict, sign: str = "") -> str:
+    """'value [low, high]' for the printed table; '-' where a figure could not be computed."""
+    if entry["ci95"] is None or np.isnan(entry["value"]):
+        return "-"
+    low, high = entry["ci95"]
+    return f"{entry['value']:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"A = {args.a}\nB = {args.b}\n{len(true)} test faces, {args.rounds} paired resamples (95% intervals)")
     print(f"{'statistic (lower is better)':<52} {'A':>22} {'B':>22} {'B - A':>24}")
     for name, d in diff.items():
-        cells = [f"{report[k][name]['value']:.3f} [{report[k][name]['ci95'][0]:.3f}, {report[k][name]['ci95'][1]:.3f}]"
-                 for k in ("a", "b")]
-        print(f"{name:<52} {cells[0]:>22} {cells[1]:>22} {d['value']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+        print(f"{name:<52} {shown(report['a'][name]):>22} {shown(report['b'][name]):>22} {shown(d, '+'):>24}")
     print(f"rules calibrated on val: A '{report['a']['rule']}', B '{report['b']['rule']}'\nreport {args.out}")
     return 0
 
