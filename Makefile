@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check bench-compare bench-behaviour bench-tta bench-precision
+.PHONY: demo test install repro mlflow-ui bench-quality bench-speed bench-id-check bench-compare bench-ensemble bench-behaviour bench-tta bench-precision
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-id-check: install
 # Two bench/quality.py runs' predictions: make bench-compare A=results/bench/x-work B=results/bench/y-work
 bench-compare: install
 	$(BIN)/python bench/compare.py $(A) $(B)
+
+# The mean of several runs' estimates: make bench-ensemble MEMBERS="results/bench/x-work results/bench/y-work"
+bench-ensemble: install
+	$(BIN)/python bench/ensemble.py $(MEMBERS)
 
 bench-behaviour: install
 	$(BIN)/python bench/behaviour.py

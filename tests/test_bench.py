@@ -236,3 +236,41 @@ def test_compare_refuses_runs_of_different_splits(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: not the same test faces")
     assert not (tmp_path / "ab.json").exists()
+
+
+def run_ensemble(out_dir: Path, *members: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench/ensemble.py", *map(str, members), "--out-dir", str(out_dir)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_ensemble_averages_the_members_face_by_face(tmp_path: Path) -> None:
+    """The ensemble's estimate of each face is the mean of its members', matched by file name even when a member
+    lists the faces in another order; two members with independent errors average to a lower MAE."""
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    ages = rng.integers(13, 80, 400).astype(float)
+    write_predictions(tmp_path / "a", ages, noise=6.0, seed=5)
+    write_predictions(tmp_path / "b", ages, noise=6.0, seed=6)
+    for split in ("val", "test"):   # member b lists its faces in another order
+        path = tmp_path / "b" / f"predictions_{split}.csv"
+        pd.read_csv(path).sample(frac=1.0, random_state=0).to_csv(path, index=False)
+    proc = run_ensemble(tmp_path / "ab", tmp_path / "a", tmp_path / "b")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for split in ("val", "test"):
+        a, b, ab = (pd.read_csv(tmp_path / d / f"predictions_{split}.csv").set_index("file") for d in ("a", "b", "ab"))
+        expected = (a["predicted"] + b.loc[a.index, "predicted"]) / 2
+        np.testing.assert_allclose(ab.loc[a.index, "predicted"], expected, atol=0.006)
+        assert ab["age"].equals(a["age"])
+        mae = {k: float(np.mean(np.abs(f["predicted"] - f["age"]))) for k, f in (("a", a), ("b", b), ("ab", ab))}
+        assert mae["ab"] < 0.85 * min(mae["a"], mae["b"])   # independent errors: about 1/sqrt(2)
+
+
+def test_ensemble_refuses_members_of_different_splits(tmp_path: Path) -> None:
+    ages = np.arange(13, 73, dtype=float)
+    write_predictions(tmp_path / "a", ages, noise=3.0, seed=0)
+    write_predictions(tmp_path / "b", ages[::-1].copy(), noise=3.0, seed=0)
+    proc = run_ensemble(tmp_path / "ab", tmp_path / "a", tmp_path / "b")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "faces differ from" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "ab" / "predictions_val.csv").exists()
