@@ -228,14 +228,6 @@ def test_compare_tells_a_better_model_from_noise_and_agrees_with_id_check(tmp_pa
             checked["rules"]["age"]["test_adults_25plus_asked_at"][f"minors_not_asked<={level}"], abs=1e-4)
 
 
-def test_compare_refuses_runs_of_different_splits(tmp_path: Path) -> None:
-    ages = np.arange(13, 73, dtype=float)
-    write_predictions(tmp_path / "a", ages, noise=3.0, seed=0)
-    write_predictions(tmp_path / "b", ages[::-1].copy(), noise=3.0, seed=0)
-    proc = run_compare(tmp_path / "a", tmp_path / "b", tmp_path / "ab.json")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: not the same test faces")
-    assert not (tmp_path / "ab.json").exists()
 
 
 def run_ensemble(out_dir: Path, *members: Path) -> subprocess.CompletedProcess:
@@ -266,11 +258,17 @@ def test_ensemble_averages_the_members_face_by_face(tmp_path: Path) -> None:
         assert mae["ab"] < 0.85 * min(mae["a"], mae["b"])   # independent errors: about 1/sqrt(2)
 
 
-def test_ensemble_refuses_members_of_different_splits(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("tool", "message"), [("compare", "error: not the same test faces"),
+                                               ("ensemble", "faces differ from")])
+def test_compare_and_ensemble_refuse_runs_of_different_splits(tmp_path: Path, tool: str, message: str) -> None:
+    """The same file names with other ages: a one-line error (exit 2), and no report or predictions written."""
     ages = np.arange(13, 73, dtype=float)
     write_predictions(tmp_path / "a", ages, noise=3.0, seed=0)
     write_predictions(tmp_path / "b", ages[::-1].copy(), noise=3.0, seed=0)
-    proc = run_ensemble(tmp_path / "ab", tmp_path / "a", tmp_path / "b")
+    if tool == "compare":
+        proc, written = run_compare(tmp_path / "a", tmp_path / "b", tmp_path / "ab.json"), tmp_path / "ab.json"
+    else:
+        proc, written = run_ensemble(tmp_path / "ab", tmp_path / "a", tmp_path / "b"), tmp_path / "ab" / "predictions_val.csv"
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "faces differ from" in proc.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "ab" / "predictions_val.csv").exists()
+    assert message in proc.stderr.strip().splitlines()[-1]
+    assert not written.exists()
