@@ -121,7 +121,7 @@ def shown(entry: dict, sign: str = "") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from faceage.estimates import Estimates
-    from faceage.evaluate import _clean
+    from faceage.evaluate import json_safe
     from faceage.policy import calibrate
 
     args = parse_args(argv)
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
               "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_clean(report), indent=2) + "\n")
+    args.out.write_text(json.dumps(json_safe(report), indent=2) + "\n")
     print(f"A = {args.a}\nB = {args.b}\n{len(true)} test faces, {args.rounds} paired resamples (95% intervals)")
     print(f"{'statistic (lower is better)':<52} {'A':>22} {'B':>22} {'B - A':>24}")
     for name, d in diff.items():

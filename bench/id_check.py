@@ -109,7 +109,7 @@ def spread_report(true: np.ndarray, est, legal_age: int, youngest_minor: int, st
 def main(argv: list[str] | None = None) -> int:
     from faceage import figures
     from faceage.data.layouts import UTK_GENDERS, UTK_RACES
-    from faceage.evaluate import _clean
+    from faceage.evaluate import json_safe
     from faceage.errors import DataError
     from faceage.metrics import by_attribute, id_check, id_rates
     from faceage.policy import calibrate, tradeoff
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_clean(report), indent=2) + "\n")
+    args.out.write_text(json.dumps(json_safe(report), indent=2) + "\n")
     points = {"store rule": args.store_threshold, **({"calibrated": policy.threshold} if policy.decide_on == "age" else {})}
     figures.id_tradeoff(table, points, args.out.with_suffix(".png"),
                         minors=f"minors ({report['minors']})", title="ID check trade-off, real faces (test split)")

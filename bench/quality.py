@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
 
     from faceage.data.layouts import UTK_GENDERS, UTK_RACES
     from faceage.data.prepared import load_prepared
-    from faceage.evaluate import score
+    from faceage.evaluate import json_safe, score
     from faceage.inference import estimate
     from faceage.metrics import by_attribute
     from faceage.policy import calibrate, tradeoff
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
         }
         mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(_clean(summary), indent=2) + "\n")
+        args.out.write_text(json.dumps(json_safe(summary), indent=2) + "\n")
         mlflow.log_artifact(str(args.out))
     print(f"MAE {summary['mae']:.2f} (plain {summary['mae_plain']:.2f}, flip TTA {summary['mae_tta_flip']:.2f}) vs "
           f"constant baseline {summary['baseline_mae']:.2f} -> ratio {summary['mae'] / summary['baseline_mae']:.3f}; "
@@ -176,12 +176,6 @@ def run(args: argparse.Namespace, prep_cfg: PrepareConfig, train_cfg, eval_cfg, 
           f"minors not asked {summary['policy']['minors_not_asked']}, adults 25+ asked {summary['policy']['adults_25plus_asked']}; "
           f"{summary['epochs']} epochs in {summary['train_minutes']} min; report {args.out}")
     return 0
-
-
-def _clean(value):
-    from faceage.evaluate import _clean as clean
-
-    return clean(value) if not isinstance(value, list) else [_clean(v) for v in value]
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -129,3 +130,13 @@ def test_age_group_vectorised() -> None:
     out = age_group(np.array([12, 13, 17.9, 18, 64, 65]))
     assert out.tolist() == ["0-12", "13-17", "13-17", "18-24", "55-64", "65+"]
     assert set(age_group(np.arange(0, 121))) == set(GROUP_LABELS)
+
+
+def test_json_safe_reaches_into_nested_lists() -> None:
+    from faceage.evaluate import json_safe
+
+    report = {"a": [np.float32(1.23456), {"b": [float("nan"), np.int64(3)]}], "c": (np.float64(2.0),), "d": "x"}
+    out = json_safe(report)
+    assert out == {"a": [1.2346, {"b": [None, 3]}], "c": [2.0], "d": "x"}
+    assert type(out["a"][1]["b"][1]) is int
+    json.dumps(out, allow_nan=False)   # valid JSON: no NaN, no numpy types

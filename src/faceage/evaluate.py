@@ -27,10 +27,12 @@ from faceage.policy import POLICY_FILE, Policy, calibrate, tradeoff
 OUT_DIR = Path("results/evaluate")
 
 
-def _clean(value: object) -> object:
-    """JSON-safe: NaN -> None, numpy scalars -> Python."""
+def json_safe(value: object) -> object:
+    """JSON-safe, at any depth of dicts and lists: NaN -> None, floats rounded to 4 places, numpy scalars -> Python."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
     if isinstance(value, (float, np.floating)):
         return None if math.isnan(value) else round(float(value), 4)
     if isinstance(value, np.integer):
@@ -69,7 +71,7 @@ def score(true: np.ndarray, est: Estimates, cfg: EvaluateConfig, baseline_age: f
                 labels = rows[column].astype("string").fillna("").to_numpy(dtype=object)
                 metrics["policy"][f"by_{column}"] = by_attribute(true, pred, asked, labels, names, policy.legal_age,
                                                                     policy.youngest_minor)
-    return _clean(metrics), groups
+    return json_safe(metrics), groups
 
 
 def write_outputs(out_dir: Path, rows: pd.DataFrame, true: np.ndarray, est: Estimates, metrics: dict,
