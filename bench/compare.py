@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from common import run_main  # noqa: E402  (bench/common.py, beside this script)
-from id_check import read_predictions  # noqa: E402  (bench/id_check.py)
+from id_check import matched_runs, read_predictions  # noqa: E402  (bench/id_check.py)
 
 LEVELS = (0.02, 0.05, 0.1)   # shares of teenagers not asked at which the models' costs to adults are compared
 
@@ -48,21 +47,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.rounds < 100:
         ap.error(f"--rounds {args.rounds}: at least 100 resamples are needed for a 95% interval")
     return args
-
-
-def paired_test(a: pd.DataFrame, b: pd.DataFrame, where: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true ages, A's estimates, B's estimates) on the same faces, matched by file name."""
-    from faceage.errors import DataError
-
-    for frame, folder in zip((a, b), where):
-        if "file" not in frame.columns or frame["file"].duplicated().any():
-            raise DataError(f"{folder}: predictions_test.csv needs a file column naming each face once (as "
-                            "bench/quality.py writes it); rerun bench/quality.py")
-    both = a.merge(b[["file", "age", "predicted"]], on="file", suffixes=("_a", "_b"))
-    if len(both) != len(a) or len(both) != len(b) or not np.array_equal(both["age_a"], both["age_b"]):
-        raise DataError(f"not the same test faces: {where[0]} has {len(a)}, {where[1]} has {len(b)}, "
-                        f"{len(both)} in common (with the same ages); compare two runs of the same split")
-    return both["age_a"].to_numpy(float), both["predicted_a"].to_numpy(float), both["predicted_b"].to_numpy(float)
 
 
 def cheapest_cost(true: np.ndarray, pred: np.ndarray, legal_age: int, youngest_minor: int, level: float) -> float:
@@ -126,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     (test_a, _), (test_b, _) = read_predictions(args.a, "test"), read_predictions(args.b, "test")
-    true, pred_a, pred_b = paired_test(test_a, test_b, (args.a, args.b))
+    faces, estimates = matched_runs([test_a, test_b], [args.a, args.b], "test")
+    true, pred_a, pred_b = faces["age"].to_numpy(float), estimates[:, 0], estimates[:, 1]
     pred = {"a": pred_a, "b": pred_b}
     rows = np.random.default_rng(args.seed).integers(0, len(true), size=(args.rounds, len(true)))
     everyone = np.arange(len(true))[None, :]

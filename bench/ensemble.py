@@ -19,13 +19,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from common import run_main  # noqa: E402  (bench/common.py, beside this script)
-from id_check import read_predictions  # noqa: E402  (bench/id_check.py)
+from id_check import matched_runs, read_predictions  # noqa: E402  (bench/id_check.py)
 
 SPLITS = ("val", "test")
-MODEL_COLUMNS = ("predicted", "spread")   # per-model columns: the rest (file, age, gender, ...) describe the face
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,28 +38,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def average(frames: list[pd.DataFrame], where: list[Path], split: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """(the first member's rows with `predicted` the members' mean, members' estimates as faces x members),
-    matched by file name; a clear error when the members did not score the same faces with the same ages."""
-    from faceage.errors import DataError
-
-    for frame, folder in zip(frames, where):
-        if "file" not in frame.columns or frame["file"].duplicated().any():
-            raise DataError(f"{folder}: predictions_{split}.csv needs a file column naming each face once (as "
-                            "bench/quality.py writes it); rerun bench/quality.py")
-    base = frames[0].drop(columns=[c for c in MODEL_COLUMNS if c in frames[0].columns])
-    estimates = []
-    for frame, folder in zip(frames, where):
-        both = base[["file", "age"]].merge(frame[["file", "age", "predicted"]], on="file", how="left",
-                                           suffixes=("", "_m"))
-        if both["predicted"].isna().any() or len(frame) != len(base) or not np.array_equal(both["age"], both["age_m"]):
-            raise DataError(f"{folder}: its {split} faces differ from {where[0]}'s ({len(frame)} vs {len(base)} "
-                            "faces, or other ages); an ensemble needs runs of the same split")
-        estimates.append(both["predicted"].to_numpy(float))
-    members = np.stack(estimates, axis=1)
-    return base.assign(predicted=members.mean(axis=1).round(2)), members
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
           + f" {'ensemble':>10}   (MAE, years)")
     for split in SPLITS:
         frames = [read_predictions(folder, split)[0] for folder in args.members]
-        merged, members = average(frames, args.members, split)
+        faces, members = matched_runs(frames, args.members, split)
+        merged = faces.assign(predicted=members.mean(axis=1).round(2))
         merged.to_csv(args.out_dir / f"predictions_{split}.csv", index=False)
         true = merged["age"].to_numpy(float)
         maes = [np.mean(np.abs(members[:, i] - true)) for i in range(members.shape[1])]

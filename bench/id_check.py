@@ -69,6 +69,31 @@ def read_predictions(folder: Path, split: str):
     return frame, Estimates(frame["predicted"].to_numpy("float32"), probs, spread)
 
 
+MODEL_COLUMNS = ("predicted", "spread")   # per-model columns: the rest (file, age, gender, ...) describe the face
+
+
+def matched_runs(frames: list[pd.DataFrame], where: list[Path], split: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the first run's rows without its per-model columns, the runs' estimates as faces x runs), matched by file
+    name; a clear error when the runs did not score the same faces with the same ages (bench/compare.py pairs two
+    runs this way, bench/ensemble.py averages several)."""
+    from faceage.errors import DataError
+
+    for frame, folder in zip(frames, where):
+        if "file" not in frame.columns or frame["file"].duplicated().any():
+            raise DataError(f"{folder}: predictions_{split}.csv needs a file column naming each face once (as "
+                            "bench/quality.py writes it); rerun bench/quality.py")
+    base = frames[0].drop(columns=[c for c in MODEL_COLUMNS if c in frames[0].columns])
+    estimates = []
+    for frame, folder in zip(frames, where):
+        both = base[["file", "age"]].merge(frame[["file", "age", "predicted"]], on="file", how="left",
+                                           suffixes=("", "_m"))
+        if both["predicted"].isna().any() or len(frame) != len(base) or not np.array_equal(both["age"], both["age_m"]):
+            raise DataError(f"not the same {split} faces: {folder}'s faces differ from {where[0]}'s ({len(frame)} vs "
+                            f"{len(base)} faces, or other ages); use runs of the same split")
+        estimates.append(both["predicted"].to_numpy(float))
+    return base, np.stack(estimates, axis=1)
+
+
 def cost_at_equal_safety(true: np.ndarray, est, legal_age: int, youngest_minor: int, decide_on: str,
                          levels: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1)) -> dict[str, float | None]:
     """Share of adults 25+ asked by the cheapest rule of this kind with at most each share of minors not asked,
