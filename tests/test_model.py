@@ -239,9 +239,10 @@ def test_gaussian_loss_trains_the_age_exactly_as_the_regression_loss() -> None:
     np.testing.assert_allclose(grad[:, 1], [(1 / 3 - 25 / 27) / 2, (1 / 4 - 4 / 64) / 2], rtol=1e-5)
 
 
-def test_fit_with_the_gaussian_head_trains_saves_and_reloads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spread_trains_backbone", [True, False])
+def test_fit_with_the_gaussian_head_trains_saves_and_reloads(tmp_path: Path, spread_trains_backbone: bool) -> None:
     cfg = TrainConfig(backbone=TINY, head="gaussian", epochs=2, batch_size=8, augment=NO_AUG,
-                      precision="mixed_bfloat16")
+                      precision="mixed_bfloat16", spread_trains_backbone=spread_trains_backbone)
     result = fit(cfg, tiny_split(32), tiny_split(16, seed=1), verbose=0)
     assert np.isfinite(result.history[["loss", "mae", "val_mae"]].to_numpy()).all()
     path = tmp_path / "model.keras"
@@ -255,6 +256,31 @@ def test_fit_with_the_gaussian_head_trains_saves_and_reloads(tmp_path: Path) -> 
     val = tiny_split(16, seed=1)
     mae = float(np.mean(np.abs(estimate(result.model, val.images).ages - val.ages)))
     assert mae == pytest.approx(result.best_val_mae, rel=0.02)  # trained in bf16, evaluated here in float32
+
+def _backbone_after_training(cfg: TrainConfig, data: Split, steps: int = 4) -> list[np.ndarray]:
+    from faceage.model import compile_model
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg, SIZE, data.ages)
+    compile_model(model, cfg, steps_per_epoch=steps)
+    model.fit(data.images.astype("float32"), data.ages, batch_size=len(data.ages) // steps, epochs=1, shuffle=False,
+              verbose=0)
+    return [np.asarray(w) for w in model.get_layer(TINY).get_weights()]
+
+
+def test_a_spread_that_does_not_train_the_backbone_leaves_it_exactly_as_the_regression_head_trains_it() -> None:
+    """train.spread_trains_backbone: false: the likelihood trains sigma's own layer only, so the backbone (and with
+    it the age) gets the regression head's updates; with true (the measured default) it gets the likelihood's too."""
+    data = tiny_split(32)
+    base = TrainConfig(backbone=TINY, augment=NO_AUG, learning_rate=0.01, schedule="constant")
+    regression = _backbone_after_training(base, data)
+    detached = _backbone_after_training(dataclasses.replace(base, head="gaussian", spread_trains_backbone=False), data)
+    attached = _backbone_after_training(dataclasses.replace(base, head="gaussian"), data)
+    for r, d in zip(regression, detached):
+        np.testing.assert_allclose(d, r, rtol=0, atol=1e-6)    # bit-identical on TensorFlow/CPU
+    # sigma's kernel starts at zero, so the likelihood reaches the backbone from the second step: 1.7e-4 after 4
+    assert max(float(np.max(np.abs(a - r))) for r, a in zip(regression, attached)) > 2e-5
+
 
 def test_ages_10_to_30_can_weigh_more_in_the_loss() -> None:
     ages = np.array([5.0, 10.0, 17.0, 30.0, 31.0, 60.0], dtype="float32")

@@ -73,6 +73,8 @@ class TrainConfig:
     schedule: str = field(default="cosine", metadata=_choice("constant", "cosine"))
     warmup_epochs: int = field(default=1, metadata=_range(0, 10_000))
     loss: str = field(default="mse", metadata=_choice("mse", "mae", "huber"))  # on the age (regression, gaussian heads)
+    # gaussian head: does the spread's likelihood also train the shared backbone (true), or only its own layer (false)?
+    spread_trains_backbone: bool = True
     weight_ages_10_30: float = field(default=1.0, metadata=_range(0.0, 100.0, lo_open=True))  # loss weight of faces aged 10-30
     early_stopping_patience: int = field(default=0, metadata=_range(0, 10_000))
     # auto: mixed_bfloat16 on a GPU or a CPU with native bf16 instructions, float32 elsewhere (faceage.hardware)

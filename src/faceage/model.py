@@ -8,9 +8,11 @@ the true age plus the absolute error of the expected age (DLDL-v2, Gao et al. 20
 value; `gaussian` outputs the age and a spread sigma in years (shape (n, 2)): the age output gets exactly the
 gradient of `train.loss`, as the regression head's, sigma the Gaussian negative log-likelihood of the true age
 around the (gradient-stopped) age, so it learns how far off the age tends to be for such a face (heteroscedastic
-regression, Kendall & Gal 2017). The likelihood's gradient still reaches the shared backbone through sigma, so the
-features, and the age, are not identical to a regression model's (measured: BENCHMARKS.md). dex and gaussian say how sure they are: P(age < 18) can
-drive the ID check (faceage.policy, `policy.decide_on: chance`).
+regression, Kendall & Gal 2017). By default the likelihood's gradient still reaches the shared backbone through
+sigma, so the features, and the age, are not identical to a regression model's (measured: BENCHMARKS.md);
+`train.spread_trains_backbone: false` cuts it there (sigma reads gradient-stopped features), so the backbone and the
+age are trained exactly as the regression head's and sigma is a spread learned on top of them. dex and gaussian
+say how sure they are: P(age < 18) can drive the ID check (faceage.policy, `policy.decide_on: chance`).
 
 Plain Keras 3 (keras.ops and layers only), so it runs on the TensorFlow or the JAX backend.
 """
@@ -34,6 +36,14 @@ AGE_BINS = MAX_AGE + 1          # the dex head: one probability per whole age 0.
 DEX_SIGMA_YEARS = 2.0           # spread of the Gaussian label distribution around the true age
 DEX_L1_WEIGHT = 1.0             # weight of |expected age - true age| beside the cross-entropy
 MIN_SPREAD_YEARS = 0.5          # the gaussian head's sigma is softplus(.) + this: never zero, so the NLL stays finite
+
+
+@keras.saving.register_keras_serializable(package="faceage")
+class StopGradient(layers.Layer):
+    """Passes its input on unchanged, and no gradient back: a head reading features through it cannot train them."""
+
+    def call(self, x):
+        return ops.stop_gradient(x)
 
 
 @keras.saving.register_keras_serializable(package="faceage")
@@ -136,7 +146,8 @@ def build_model(cfg: TrainConfig, image_size: int, train_ages: np.ndarray | floa
         out = layers.Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(float(np.mean(ages))),
                            name="age")(x)
         if cfg.head == "gaussian":
-            out = layers.Concatenate(dtype="float32", name="age_and_spread")([out, _spread(x, float(np.std(ages)))])
+            features = x if cfg.spread_trains_backbone else StopGradient(name="spread_features")(x)
+            out = layers.Concatenate(dtype="float32", name="age_and_spread")([out, _spread(features, float(np.std(ages)))])
     return keras.Model(inputs, out, name=f"faceage_{cfg.backbone}")
 
 
