@@ -19,6 +19,38 @@ UTKFACE_IMAGES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 VECTOR_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"})
 
 
+def add_set_option(ap, example: str = "train.head=dex") -> None:
+    """`--set KEY=VALUE` (repeatable): one params.yaml value changed for this run, written as YAML."""
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help=f"override a param (YAML value), e.g. --set {example}")
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """The params mapping with the --set values in (dotted keys: train.augment.erase=0.5); faceage.config then
+    checks it like params.yaml, so a wrong key or value is refused with the key named."""
+    import yaml
+
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --set {item!r}: expected KEY=VALUE, e.g. train.batch_size=128")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def load_params_with(path: Path, overrides: list[str]):
+    """params.yaml (or `path`) parsed once, with the --set overrides applied."""
+    import yaml
+
+    from faceage.config import parse_params
+
+    return parse_params(apply_overrides(yaml.safe_load(path.read_text()), overrides))
+
+
 def machine_summary() -> str:
     """The machine a figure was measured on, e.g. "x86_64, 2 cores, avx2" (ResNet50 trains 8x slower on AVX2
     than on AVX-512 here, so a figure without it cannot be compared)."""

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from common import UTKFACE_IMAGES, images_found, machine_summary  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, add_set_option, images_found, load_params_with, machine_summary  # noqa: E402  (bench/common.py, beside this script)
 from speed import fit_rate, log, matmul_gflops  # noqa: E402
 
 POLICIES = ("float32", "mixed_bfloat16")
@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=6, help="measured training steps per round")
     ap.add_argument("--out", type=Path, default=Path("results/bench/precision.json"))
     ap.add_argument("--work-dir", type=Path, help="unused; accepted like the other benchmarks")
+    add_set_option(ap, "train.batch_size=128")
     return ap.parse_args(argv)
 
 
@@ -86,14 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import keras
 
-    from faceage.config import load_params
     from faceage.hardware import BF16_CPU_FLAGS, cpu_flags, has_accelerator, resolve_precision
 
-    params = load_params(args.params)
+    params = load_params_with(args.params, args.set)
     train_cfg = params.train
     size, rounds, steps, warmup = params.prepare.image_size, args.rounds, args.steps, 2
     if args.tiny:
-        train_cfg = dataclasses.replace(train_cfg, backbone="tiny_cnn", batch_size=8)
+        train_cfg = dataclasses.replace(train_cfg, backbone="tiny_cnn", batch_size=min(train_cfg.batch_size, 8))
         size, rounds, steps, warmup = 32, 1, 2, 1
     faces, ages = load_faces(args.images, train_cfg.batch_size * (warmup + steps), size)
     flags = sorted(cpu_flags() & BF16_CPU_FLAGS)
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_summary(),
         "backend": keras.backend.backend(),
         "tiny": args.tiny,
+        "overrides": args.set,
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

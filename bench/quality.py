@@ -22,10 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from faceage.config import PrepareConfig, load_params, to_flat_dict  # noqa: E402
+from faceage.config import PrepareConfig, to_flat_dict  # noqa: E402
 from faceage.errors import DataError  # noqa: E402
 
-from common import UTKFACE_IMAGES, images_found, machine_summary, run_main, subset_dir  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, add_set_option, images_found, load_params_with, machine_summary, run_main, subset_dir  # noqa: E402  (bench/common.py, beside this script)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,41 +37,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tiny", action="store_true", help="smoke mode: 300 faces, 1 epoch, 32 px, the tiny backbone")
     ap.add_argument("--out", type=Path, default=Path("results/bench/quality.json"))
     ap.add_argument("--work-dir", type=Path, default=Path("results/bench/quality-work"))
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a param (YAML value): train.*, evaluate.*, policy.* or prepare.image_size, "
-                         "e.g. --set train.head=dex")
+    add_set_option(ap)  # train.*, evaluate.*, policy.* or prepare.image_size
     return ap.parse_args(argv)
 
 
 FIXED_PREPARE = "the benchmark fixes its data and split (UTKFace layout, 70/15/15, seed 42)"
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """params.yaml with the --set values in; a prepare key other than image_size is refused (it would be ignored)."""
-    import yaml
-
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key.startswith("prepare.") and key != "prepare.image_size":
-            raise SystemExit(f"error: --set {key}: {FIXED_PREPARE}; only prepare.image_size can change")
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return raw
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import yaml
-
-    from faceage.config import parse_params
-
     if not images_found(args.images):
         return 2
-    raw = apply_overrides(yaml.safe_load(args.params.read_text()), args.set)
-    params = parse_params(raw)
+    for key in (item.partition("=")[0] for item in args.set):
+        if key.startswith("prepare.") and key != "prepare.image_size":
+            raise SystemExit(f"error: --set {key}: {FIXED_PREPARE}; only prepare.image_size can change")
+    params = load_params_with(args.params, args.set)
     if args.tiny:
         train_cfg = dataclasses.replace(params.train, epochs=1, time_budget_minutes=0.0, batch_size=16,
                                         backbone="tiny_cnn")

@@ -45,6 +45,19 @@ def test_quality_benchmark_tiny_mode_reports_every_field(tmp_path: Path) -> None
 
 
 
+@pytest.mark.parametrize("item, named", [("train.batch_size=0", "train.batch_size"), ("train.bogus=1", "train.bogus"),
+                                         ("train.batch_size", "KEY=VALUE")])
+def test_a_bad_set_override_is_refused_naming_the_key(item: str, named: str) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    from common import load_params_with
+
+    from faceage.errors import ConfigError
+
+    with pytest.raises((ConfigError, SystemExit), match=named):
+        load_params_with(REPO / "params.yaml", [item])
+    assert load_params_with(REPO / "params.yaml", ["train.batch_size=128", "train.augment.erase=0"]).train.batch_size == 128
+
+
 def test_quality_benchmark_refuses_a_prepare_override_it_would_ignore(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "bench/quality.py", "--tiny", "--out", str(tmp_path / "r.json"),
                            "--set", "prepare.seed=7"], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -81,8 +94,9 @@ def test_speed_benchmark_tiny_mode_reports_every_headline(tmp_path: Path) -> Non
 
 def test_precision_benchmark_tiny_mode_reports_both_precisions_and_what_auto_picks(tmp_path: Path) -> None:
     require_shared()
-    report = run_bench("precision.py", tmp_path)
+    report = run_bench("precision.py", tmp_path, "--set", "train.batch_size=4")
     assert report["tiny"] and report["model"]["backbone"] == "tiny_cnn"
+    assert report["model"]["batch_size"] == 4 and report["overrides"] == ["train.batch_size=4"]  # --set reached the run
     assert set(report["training_img_per_s"]) == {"float32", "mixed_bfloat16"}
     assert all(rate > 0 for rate in report["training_img_per_s"].values()) and report["bf16_vs_fp32_training"] > 0
     assert report["auto_resolves_to"] in ("float32", "mixed_bfloat16") and isinstance(report["auto_picks_the_faster"], bool)
