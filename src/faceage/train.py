@@ -233,11 +233,11 @@ class BestEpoch(keras.callbacks.Callback):
 
 
 def run_train(params: Params, prepare_dir: Path, out_dir: Path = OUT_DIR) -> FitResult:
-    """The train stage: fit on prepared data, write results/train/, log one MLflow run."""
+    """The train stage: fit on prepared data, write results/train/, log one MLflow run (params, the per-epoch
+    curves, metrics; the model itself is logged by evaluate, with its ID-check rule)."""
     import mlflow
-    from mlflow.models import infer_signature
 
-    from faceage.tracking import configure_tracking, pip_requirements, run_tags, save_run_ref
+    from faceage.tracking import configure_tracking, run_tags, save_run_ref
 
     cfg = params.train
     data = load_prepared(prepare_dir)
@@ -262,9 +262,8 @@ def run_train(params: Params, prepare_dir: Path, out_dir: Path = OUT_DIR) -> Fit
                    "images_per_s": round(result.images_per_s, 2)}
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         mlflow.log_metrics(metrics)
-        sample = train.images[:2].astype("float32")
-        signature = infer_signature(sample, result.model.predict(sample, verbose=0))
-        mlflow.keras.log_model(result.model, name="model", signature=signature, pip_requirements=pip_requirements())
+        # The model goes to MLflow once, at evaluate, inside the `serving` pyfunc (Keras file + face crop + the
+        # calibrated rule), the one the registry versions; a Keras-flavor copy here would store it twice per run.
         # CSVLogger counts epochs from 0; the finished history counts from 1, like the figures and MLflow UI.
         result.history.to_csv(out_dir / HISTORY_FILE, index=False)
     return result
