@@ -1,8 +1,10 @@
 """Is model B better than model A, or is it noise? A paired bootstrap over the test faces of two bench/quality.py
 runs (the benchmark fixes its split, so both models scored the same faces): the test MAE (all faces, and the
-teenagers 13-17), and the alcohol ID check: each model's age rule calibrated on its own validation predictions (as
+teenagers 13-17), and the alcohol ID check: each model's rule calibrated on its own validation predictions (as
 evaluate does), what that rule reaches on test, and each model's cost to adults 25+ at equal shares of teenagers
-not asked (read off the test curve, as bench/id_check.py does). Every figure comes with a 95% interval over
+not asked (read off the test curve, as bench/id_check.py does). The rule is "ask under an age" by default;
+`--rule-a/--rule-b chance` use "ask when P(age < 18) >= p" of a model that says how sure it is (dex or gaussian),
+so one model's two rules can be compared on the same faces too (A and B the same folder). Every figure comes with a 95% interval over
 resampled test faces, and the difference B - A with its interval says whether this test set can tell the two apart.
 
 What it cannot show: how much one setup moves with its training seed (the test faces are resampled, the models
@@ -10,6 +12,8 @@ are not retrained); run bench/quality.py again with `--set train.seed=N` for tha
 
     .venv/bin/python bench/compare.py results/bench/quality-seed7-work results/bench/quality-size80-work \
         --out results/bench/compare-seed7-size80.json
+    .venv/bin/python bench/compare.py results/bench/quality-gaussian-detached-work \
+        results/bench/quality-gaussian-detached-work --rule-b chance --out results/bench/compare-detached-rules.json
 
 No training and no images: it reads the predictions_{val,test}.csv that bench/quality.py saved.
 """
@@ -23,9 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from common import run_main  # noqa: E402  (bench/common.py, beside this script)
 from id_check import matched_runs, read_predictions  # noqa: E402  (bench/id_check.py)
+
+RULES = ("age", "chance")
 
 LEVELS = (0.02, 0.05, 0.1)   # shares of teenagers not asked at which the models' costs to adults are compared
 
@@ -37,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("a", type=Path, help="model A's folder of predictions_val.csv and predictions_test.csv")
     ap.add_argument("b", type=Path, help="model B's folder (the same split)")
+    ap.add_argument("--rule-a", choices=RULES, default="age", help="A's ID-check rule (chance: a dex or gaussian model)")
+    ap.add_argument("--rule-b", choices=RULES, default="age", help="B's ID-check rule")
     ap.add_argument("--rounds", type=int, default=2000, help="bootstrap resamples of the test faces")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--legal-age", type=int, default=params.evaluate.legal_age)
@@ -49,28 +58,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def cheapest_cost(true: np.ndarray, pred: np.ndarray, legal_age: int, youngest_minor: int, level: float) -> float:
-    """Share of adults 25+ asked by the cheapest rule "ask under T" (T on the calibration grid) that leaves at most
-    `level` of the minors unasked; NaN when there are no minors or no T on the grid does it. The closed form of
+def cheapest_cost(true: np.ndarray, score: np.ndarray, legal_age: int, youngest_minor: int, level: float,
+                  decide_on: str = "age") -> float:
+    """Share of adults 25+ asked by the cheapest rule of its kind (on the calibration grid) that leaves at most
+    `level` of the minors unasked; NaN when there are no minors or no rule on the grid does it. `score` is the
+    estimated age ("ask under T") or P(minor) ("ask when P >= p", decide_on chance). The closed form of
     bench/id_check.py's cost_at_equal_safety, which scans the whole grid through policy.tradeoff: too slow for
     thousands of resamples (the tests check that both give the same figures)."""
     from faceage.metrics import minor_mask
-    from faceage.policy import SEARCH_MAX, SEARCH_STEP
+    from faceage.policy import CHANCE_GRID, SEARCH_MAX, SEARCH_STEP
 
-    teens = np.sort(pred[minor_mask(true, legal_age, youngest_minor)])[::-1]
-    if len(teens) == 0:
+    minors = np.sort(score[minor_mask(true, legal_age, youngest_minor)])
+    if len(minors) == 0:
         return float("nan")
-    k = int(np.floor(level * len(teens) + 1e-9))        # minors that may stay unasked: those estimated >= T
+    k = int(np.floor(level * len(minors) + 1e-9))       # minors that may stay unasked
+    adults25 = true >= 25
+    if not adults25.any():
+        return float("nan")
+    if decide_on == "chance":                           # unasked: P < p, so p may rise to the (k+1)-th lowest P
+        allowed = CHANCE_GRID[0] if k >= len(minors) else minors[k]
+        fitting = CHANCE_GRID[CHANCE_GRID <= allowed]   # the grid runs from the cheapest (highest) p down
+        return float(np.mean(score[adults25] >= fitting[0])) if fitting.size else float("nan")
+    teens = minors[::-1]                                # unasked: estimated >= T
     threshold = legal_age if k >= len(teens) else max(legal_age, (np.floor(teens[k] / SEARCH_STEP) + 1) * SEARCH_STEP)
     if threshold > SEARCH_MAX + 1e-9:
         return float("nan")
-    adults25 = true >= 25
-    return float(np.mean(pred[adults25] < threshold)) if adults25.any() else float("nan")
+    return float(np.mean(score[adults25] < threshold))
 
 
-def statistics(true: np.ndarray, pred: np.ndarray, asked: np.ndarray, rows: np.ndarray, legal_age: int,
-               youngest_minor: int) -> dict[str, np.ndarray]:
-    """Each statistic (lower is better for all) on each row of face indices `rows` (rounds x faces)."""
+def statistics(true: np.ndarray, pred: np.ndarray, score: np.ndarray, asked: np.ndarray, rows: np.ndarray,
+               legal_age: int, youngest_minor: int, decide_on: str) -> dict[str, np.ndarray]:
+    """Each statistic (lower is better for all) on each row of face indices `rows` (rounds x faces): the MAE of
+    the ages `pred`, the calibrated rule's decisions `asked`, and the cost at equal safety of rules on `score`."""
     from faceage.metrics import minor_mask
 
     err, asked_r = np.abs(pred - true)[rows], asked[rows]
@@ -82,8 +101,30 @@ def statistics(true: np.ndarray, pred: np.ndarray, asked: np.ndarray, rows: np.n
                "rule_adults_25plus_asked": (asked_r & adults25).sum(axis=1) / adults25.sum(axis=1)}
     for level in LEVELS:
         out[f"adults_25plus_asked_at_minors_not_asked<={level:g}"] = np.array(
-            [cheapest_cost(true[r], pred[r], legal_age, youngest_minor, level) for r in rows])
+            [cheapest_cost(true[r], score[r], legal_age, youngest_minor, level, decide_on) for r in rows])
     return out
+
+
+def aligned(folder: Path, split: str, files: pd.Series):
+    """One run's Estimates of a split, in the order of `files` (the paired faces), with its probs or spread."""
+    from faceage.estimates import Estimates
+
+    frame, est = read_predictions(folder, split)
+    order = pd.Series(np.arange(len(frame)), index=frame["file"]).loc[files].to_numpy()
+    return Estimates(est.ages[order], None if est.probs is None else est.probs[order],
+                     None if est.spread is None else est.spread[order])
+
+
+def rule_score(est, decide_on: str, legal_age: int, folder: Path) -> np.ndarray:
+    """What the rule thresholds: the age, or P(age < legal age) (a clear error for a plain regression run)."""
+    from faceage.errors import DataError
+
+    if decide_on == "age":
+        return np.asarray(est.ages, float)
+    if not est.gives_chance:
+        raise DataError(f"{folder}: the chance rule needs a dex model's probs_*.npy or a gaussian model's spread "
+                        "column; this run has neither (a regression head): use --rule-a/--rule-b age")
+    return np.asarray(est.p_under(legal_age), float)
 
 
 def interval(values: np.ndarray) -> list[float] | None:
@@ -104,27 +145,28 @@ def shown(entry: dict, sign: str = "") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from faceage.estimates import Estimates
     from faceage.evaluate import json_safe
     from faceage.policy import calibrate
 
     args = parse_args(argv)
     (test_a, _), (test_b, _) = read_predictions(args.a, "test"), read_predictions(args.b, "test")
-    faces, estimates = matched_runs([test_a, test_b], [args.a, args.b], "test")
-    true, pred_a, pred_b = faces["age"].to_numpy(float), estimates[:, 0], estimates[:, 1]
-    pred = {"a": pred_a, "b": pred_b}
+    faces, _ = matched_runs([test_a, test_b], [args.a, args.b], "test")
+    true = faces["age"].to_numpy(float)
     rows = np.random.default_rng(args.seed).integers(0, len(true), size=(args.rounds, len(true)))
     everyone = np.arange(len(true))[None, :]
     report: dict = {}
     boot: dict[str, dict[str, np.ndarray]] = {}
-    for key, folder in (("a", args.a), ("b", args.b)):
+    for key, folder, decide_on in (("a", args.a, args.rule_a), ("b", args.b, args.rule_b)):
         val, val_est = read_predictions(folder, "val")
+        rule_score(val_est, decide_on, args.legal_age, folder)     # the clear error before calibrating
         policy = calibrate(val["age"].to_numpy(float), val_est, args.legal_age, args.max_minors_not_asked,
-                           args.youngest_minor, "age")
-        asked = policy.ask(Estimates(pred[key].astype("float32")))
-        point = statistics(true, pred[key], asked, everyone, args.legal_age, args.youngest_minor)
-        boot[key] = statistics(true, pred[key], asked, rows, args.legal_age, args.youngest_minor)
-        report[key] = {"predictions": str(folder), "rule": policy.rule, "met_on_val": policy.met_on_val,
+                           args.youngest_minor, decide_on)
+        est = aligned(folder, "test", faces["file"])
+        pred, score, asked = np.asarray(est.ages, float), rule_score(est, decide_on, args.legal_age, folder), policy.ask(est)
+        point = statistics(true, pred, score, asked, everyone, args.legal_age, args.youngest_minor, decide_on)
+        boot[key] = statistics(true, pred, score, asked, rows, args.legal_age, args.youngest_minor, decide_on)
+        report[key] = {"predictions": str(folder), "decide_on": decide_on, "rule": policy.rule,
+                       "met_on_val": policy.met_on_val,
                        **{name: {"value": round(float(point[name][0]), 4), "ci95": interval(boot[key][name])}
                           for name in point}}
     diff = {}

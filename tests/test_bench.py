@@ -244,6 +244,50 @@ def test_compare_tells_a_better_model_from_noise_and_agrees_with_id_check(tmp_pa
 
 
 
+def test_compare_pits_a_models_chance_rule_against_its_age_rule_on_the_same_faces(tmp_path: Path) -> None:
+    """A gaussian model whose spread is right (half the faces it is sure of, half not): ranking faces by
+    P(minor) instead of by age asks fewer adults at the same share of teenagers unasked, the ages (and MAE) are
+    one and the same, and the closed-form costs are id_check's. A run without a spread cannot use the chance rule."""
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "gaussian"
+    folder.mkdir()
+    for split in ("val", "test"):
+        ages = np.concatenate([rng.integers(13, 18, 300), rng.integers(18, 80, 1500)]).astype(float)
+        spread = rng.choice([2.0, 10.0], len(ages))
+        pd.DataFrame({"file": [f"{split}_{i}.jpg" for i in range(len(ages))], "age": ages,
+                      "predicted": ages + rng.normal(0, spread), "spread": spread}).to_csv(
+            folder / f"predictions_{split}.csv", index=False)
+    out = tmp_path / "rules.json"
+    proc = subprocess.run([sys.executable, "bench/compare.py", str(folder), str(folder), "--rule-b", "chance",
+                           "--rounds", "200", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert (report["a"]["decide_on"], report["b"]["decide_on"]) == ("age", "chance")
+    assert "chance of being under 18" in report["b"]["rule"]
+    assert report["b_minus_a"]["mae"]["value"] == 0 and report["b_minus_a"]["mae"]["ci95"] == [0, 0]
+    # measured on this data: the calibrated rules -0.08 [-0.10, -0.07], at <= 2% unasked -0.06 [-0.11, -0.01]
+    assert report["b_minus_a"]["rule_adults_25plus_asked"]["ci95"][1] < 0
+    assert report["b_minus_a"]["adults_25plus_asked_at_minors_not_asked<=0.02"]["value"] < 0
+
+    checked = tmp_path / "id_check.json"
+    proc = subprocess.run([sys.executable, "bench/id_check.py", "--predictions", str(folder), "--decide-on", "chance",
+                           "--out", str(checked)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rules = json.loads(checked.read_text())["rules"]
+    for key, kind in (("a", "age"), ("b", "chance")):
+        for level in ("0.02", "0.05", "0.1"):
+            assert report[key][f"adults_25plus_asked_at_minors_not_asked<={level}"]["value"] == pytest.approx(
+                rules[kind]["test_adults_25plus_asked_at"][f"minors_not_asked<={level}"], abs=1e-4), (kind, level)
+
+    write_predictions(tmp_path / "regression", np.arange(13.0, 73.0), noise=3.0, seed=0)
+    proc = subprocess.run([sys.executable, "bench/compare.py", str(tmp_path / "regression"), str(tmp_path / "regression"),
+                           "--rule-b", "chance", "--out", str(tmp_path / "no.json")], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "the chance rule needs" in proc.stderr and not (tmp_path / "no.json").exists()
+
+
 def run_ensemble(out_dir: Path, *members: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "bench/ensemble.py", *map(str, members), "--out-dir", str(out_dir)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
