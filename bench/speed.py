@@ -3,6 +3,8 @@ JPEG-per-epoch way), time to validation MAE 8 on real faces, checkout inference 
 Every figure of one kind is measured in this one run, so the ratios hold on a noisy shared machine.
 
     .venv/bin/python bench/speed.py                 # the real run (~70 min on 2 cores)
+    .venv/bin/python bench/speed.py --set train.batch_size=128 --set train.learning_rate=0.002 \
+        --ours-budget-minutes 15 --seed-budget-minutes 150 --ours-precisions default   # ours at batch 128
     .venv/bin/python bench/speed.py --tiny          # CI smoke mode (a minute or two; the figures mean nothing)
 
 Writes results/bench/speed.json (headline ratios at the top level, details beside them).
@@ -25,9 +27,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from common import UTKFACE_IMAGES, images_found, machine_summary, subset_dir  # noqa: E402  (bench/common.py, beside this script)
+from common import UTKFACE_IMAGES, add_set_option, images_found, load_params_with, machine_summary, subset_dir  # noqa: E402  (bench/common.py, beside this script)
 
 TARGET_MAE = 8.0
+SEED_BATCH_SIZE = 32        # the seed project's generator and Adam's default rate, whatever --set changes for ours
+SEED_LEARNING_RATE = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +66,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tiny", action="store_true", help="smoke mode: tiny sizes, a few steps, 240 faces")
     ap.add_argument("--ours-budget-minutes", type=float, help="schedule length of the default profile's run")
     ap.add_argument("--seed-budget-minutes", type=float, help="cap on the seed configuration's run")
+    ap.add_argument("--ours-precisions", choices=("both", "default"), default="both",
+                    help="time to accuracy of the default profile in fp32 and bf16 (both), or only in the precision "
+                         "train.precision resolves to (default: saves a run when the seed's run needs a long cap)")
+    add_set_option(ap, "train.batch_size=128")
     ap.add_argument("--out", type=Path, default=Path("results/bench/speed.json"))
     ap.add_argument("--work-dir", type=Path, default=Path("results/bench/speed-work"))
     return ap.parse_args(argv)
@@ -181,10 +189,11 @@ def jpeg_batches(files: list[Path], ages: np.ndarray, size: int, batch_size: int
 
 
 def seed_config(train_cfg):
-    """The seed project's training: fp32, constant learning rate, horizontal flip only, no XLA."""
+    """The seed project's training: fp32, batch 32, a constant learning rate of 1e-3, horizontal flip only, no XLA."""
     from faceage.config import AugmentConfig
 
     return dataclasses.replace(train_cfg, precision="float32", schedule="constant", warmup_epochs=0,
+                               batch_size=SEED_BATCH_SIZE, learning_rate=SEED_LEARNING_RATE,
                                jit_compile=False, time_budget_minutes=0.0,
                                augment=dataclasses.replace(AugmentConfig.off(), flip=True))
 
@@ -231,7 +240,8 @@ def throughput(train_cfg, cached: dict[int, np.ndarray], ages: np.ndarray, files
                 row["pipeline"] = max(row["pipeline"], rate)
         log(f"{name}: " + ", ".join(f"{k} {v:.1f} img/s" for k, v in row.items()))
         if size == s.full_size:
-            row["seed_jpeg_per_epoch"] = fit_rate(model, jpeg_batches(files, ages, size, bs), s.warmup_steps, steps)
+            row["seed_jpeg_per_epoch"] = fit_rate(model, jpeg_batches(files, ages, size, SEED_BATCH_SIZE),
+                                                  s.warmup_steps, steps)
             log(f"{name}: seed's JPEG-per-epoch way {row['seed_jpeg_per_epoch']:.1f} img/s")
         train_gflop = 3 * forward_flops(model) / 1e9  # forward + backward ~ 3x forward
         ceiling = gflops_ceiling["bf16" if precision != "float32" else "fp32"]
@@ -305,7 +315,8 @@ def time_to_accuracy(name: str, cfg, train_data, val_data, image_size: int, mean
     return {"reached": reached, "minutes": round(total / 60, 2), "setup_seconds": round(setup_s, 1),
             "cap_minutes": cap_min, "last_val_mae": last_val, "best_val_mae": min(vals) if vals else None,
             "train_minutes": round(trained_s / 60, 2), "epochs_to_target": stopper.reached_epoch, "images_seen": images_seen, "epochs": stopper.epochs,
-            "image_size": image_size, "precision": cfg.precision, "schedule": cfg.schedule}
+            "image_size": image_size, "precision": cfg.precision, "schedule": cfg.schedule,
+            "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
 
 
 def time_budget(cfg) -> list:
@@ -380,12 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import keras
 
-    from faceage.config import PrepareConfig, load_params
+    from faceage.config import PrepareConfig
     from faceage.data.prepared import load_prepared
     from faceage.prepare import decode_all, run_prepare
     from faceage.train import ArrayBatches
 
-    params = load_params(args.params)
+    params = load_params_with(args.params, args.set)
     s = TINY if args.tiny else dataclasses.replace(FULL, profile_size=params.prepare.image_size)
     s = dataclasses.replace(s, ours_budget_min=args.ours_budget_minutes or s.ours_budget_min,
                             seed_budget_min=args.seed_budget_minutes or s.seed_budget_min)
@@ -437,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     bs = train_cfg.batch_size
     ours_runs = {}
     # --tiny runs the default precision only (the same code path; bench/precision.py --tiny trains both)
-    for precision in (train_cfg.precision,) if args.tiny else ("float32", "mixed_bfloat16"):
+    only_default = args.tiny or args.ours_precisions == "default"
+    for precision in (train_cfg.precision,) if only_default else ("float32", "mixed_bfloat16"):
         cfg = dataclasses.replace(train_cfg, precision=precision, time_budget_minutes=s.ours_budget_min, epochs=10_000)
         ours_runs["bf16" if precision != "float32" else "fp32"] = time_to_accuracy(
             f"ours ({s.profile_size}px, {precision})", cfg,
@@ -448,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     seed_cfg = dataclasses.replace(seed_config(train_cfg), epochs=10_000)
     seed = time_to_accuracy(
         f"seed ({s.full_size}px, fp32, JPEG per epoch)", seed_cfg,
-        jpeg_batches(train_files, train.ages, s.full_size, bs, seed=train_cfg.seed),
-        jpeg_batches(val_files, val.ages, s.full_size, bs), s.full_size, float(np.mean(train.ages)),
+        jpeg_batches(train_files, train.ages, s.full_size, SEED_BATCH_SIZE, seed=train_cfg.seed),
+        jpeg_batches(val_files, val.ages, s.full_size, SEED_BATCH_SIZE), s.full_size, float(np.mean(train.ages)),
         cap_min=s.seed_budget_min, setup_s=0.0, stop_when_reached=True)
     seed_epoch_min = len(train.ages) / speed[f"{full}_fp32"]["seed_jpeg_per_epoch"] / 60
     if ours["reached"]:
@@ -482,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         "default_precision": train_cfg.precision,
         "backbone": train_cfg.backbone,
         "tiny": args.tiny,
+        "overrides": args.set,
         "backend": keras.backend.backend(),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "machine": machine_summary(),

@@ -75,7 +75,11 @@ def test_pruning_benchmark_tiny_mode_compares_both_studies(tmp_path: Path) -> No
 
 def test_speed_benchmark_tiny_mode_reports_every_headline(tmp_path: Path) -> None:
     require_shared()
-    report = run_bench("speed.py", tmp_path)
+    report = run_bench("speed.py", tmp_path, "--set", "train.learning_rate=0.002")
+    assert report["overrides"] == ["train.learning_rate=0.002"]
+    ours = report["time_to_mae8"]["ours"][report["time_to_mae8"]["ours_default"]]
+    assert ours["learning_rate"] == 0.002 and report["time_to_mae8"]["seed"]["learning_rate"] == 0.001  # the seed's stays
+    assert report["time_to_mae8"]["seed"]["batch_size"] == 32 and report["time_to_mae8"]["seed"]["schedule"] == "constant"
     for key in ("pipeline_vs_model_only", "bf16_speedup", "time_to_mae8_speedup", "infer_p50_ms", "prepare_img_per_s",
                 "ceiling_gflops", "training_img_per_s", "time_to_mae8", "inference", "prepare", "command"):
         assert key in report, key
