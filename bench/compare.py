@@ -12,8 +12,9 @@ are not retrained); run bench/quality.py again with `--set train.seed=N` for tha
 
     .venv/bin/python bench/compare.py results/bench/quality-seed7-work results/bench/quality-size80-work \
         --out results/bench/compare-seed7-size80.json
-    .venv/bin/python bench/compare.py results/bench/quality-gaussian-detached-work \
-        results/bench/quality-gaussian-detached-work --rule-b chance --out results/bench/compare-detached-rules.json
+    .venv/bin/python bench/compare.py results/bench/quality-batch128-gaussian-detached-work \
+        results/bench/quality-batch128-gaussian-detached-work --rule-b chance \
+        --out results/bench/compare-detached-age-vs-chance.json
 
 No training and no images: it reads the predictions_{val,test}.csv that bench/quality.py saved.
 """
@@ -105,11 +106,10 @@ def statistics(true: np.ndarray, pred: np.ndarray, score: np.ndarray, asked: np.
     return out
 
 
-def aligned(folder: Path, split: str, files: pd.Series):
-    """One run's Estimates of a split, in the order of `files` (the paired faces), with its probs or spread."""
+def aligned(frame: pd.DataFrame, est, files: pd.Series):
+    """One run's Estimates (rows `frame`), in the order of `files` (the paired faces), with its probs or spread."""
     from faceage.estimates import Estimates
 
-    frame, est = read_predictions(folder, split)
     order = pd.Series(np.arange(len(frame)), index=frame["file"]).loc[files].to_numpy()
     return Estimates(est.ages[order], None if est.probs is None else est.probs[order],
                      None if est.spread is None else est.spread[order])
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     from faceage.policy import calibrate
 
     args = parse_args(argv)
-    (test_a, _), (test_b, _) = read_predictions(args.a, "test"), read_predictions(args.b, "test")
-    faces, _ = matched_runs([test_a, test_b], [args.a, args.b], "test")
+    tests = {"a": read_predictions(args.a, "test"), "b": read_predictions(args.b, "test")}
+    faces, _ = matched_runs([tests["a"][0], tests["b"][0]], [args.a, args.b], "test")
     true = faces["age"].to_numpy(float)
     rows = np.random.default_rng(args.seed).integers(0, len(true), size=(args.rounds, len(true)))
     everyone = np.arange(len(true))[None, :]
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         rule_score(val_est, decide_on, args.legal_age, folder)     # the clear error before calibrating
         policy = calibrate(val["age"].to_numpy(float), val_est, args.legal_age, args.max_minors_not_asked,
                            args.youngest_minor, decide_on)
-        est = aligned(folder, "test", faces["file"])
+        est = aligned(*tests[key], faces["file"])
         pred, score, asked = np.asarray(est.ages, float), rule_score(est, decide_on, args.legal_age, folder), policy.ask(est)
         point = statistics(true, pred, score, asked, everyone, args.legal_age, args.youngest_minor, decide_on)
         boot[key] = statistics(true, pred, score, asked, rows, args.legal_age, args.youngest_minor, decide_on)
